@@ -188,7 +188,9 @@ def load_stream_weights(model: AnimateXTransformer3DModel, streams: dict[str, to
         if not torch.allclose(position_table.reshape(ours.shape).float(), ours, atol=1e-5):
             raise ValueError(f"{POSITION_TABLE_KEY} differs from the sinusoid table this model computes.")
     expected = {
-        key: value for key, value in model.state_dict().items() if key.startswith(AnimateXTransformer3DModel.stream_names)
+        key: value
+        for key, value in model.state_dict().items()
+        if key.startswith(AnimateXTransformer3DModel.stream_names)
     }
     missing = sorted(set(expected) - set(streams))
     unexpected = sorted(set(streams) - set(expected))

@@ -65,7 +65,9 @@ class PoseVideoEncoder(nn.Module):
     def __init__(self, hidden_channels: int, out_channels: int, strides: Sequence[Sequence[int]]):
         super().__init__()
         self.temporal_stride = math.prod(stride[0] for stride in strides)
-        self.layers = _conv_stack(nn.Conv3d, 3, hidden_channels, out_channels, strides, final_kernel_equals_stride=True)
+        self.layers = _conv_stack(
+            nn.Conv3d, 3, hidden_channels, out_channels, strides, final_kernel_equals_stride=True
+        )
 
     def forward(self, pose_video: torch.Tensor) -> torch.Tensor:
         first_frame = pose_video[:, :, :1]
@@ -79,7 +81,9 @@ class ReferencePoseEncoder(nn.Module):
 
     def __init__(self, hidden_channels: int, out_channels: int, strides: Sequence[Sequence[int]]):
         super().__init__()
-        self.layers = _conv_stack(nn.Conv2d, 3, hidden_channels, out_channels, strides, final_kernel_equals_stride=False)
+        self.layers = _conv_stack(
+            nn.Conv2d, 3, hidden_channels, out_channels, strides, final_kernel_equals_stride=False
+        )
 
     def forward(self, reference_pose: torch.Tensor) -> torch.Tensor:
         return self.layers(reference_pose)

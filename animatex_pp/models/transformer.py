@@ -2,12 +2,12 @@
 
 The subclass keeps every Wan state-dict name, so real Wan2.1 weights load as they are, and adds:
 
-| stream                    | input                                   | enters the DiT                                  |
-|---------------------------|-----------------------------------------|-------------------------------------------------|
-| `pose_video_encoder`      | rendered skeleton video (B, 3, F, H, W) | added to the patch tokens before block 0        |
-| `reference_pose_encoder`  | reference skeleton (B, 3, H, W)         | added to the 20 I2V condition channels          |
-| `implicit_pose_indicator` | keypoints (B, F, 18, 2) + CLIP (B, F, D) | one vector per latent frame, before blocks      |
-|                           |                                         | `ipi_block_start <= i < ipi_block_end`          |
+| stream                    | input                                    | enters the DiT                          |
+|---------------------------|------------------------------------------|-----------------------------------------|
+| `pose_video_encoder`      | rendered skeleton video (B, 3, F, H, W)  | added to the patch tokens (block 0 in)  |
+| `reference_pose_encoder`  | reference skeleton (B, 3, H, W)          | added to the 20 I2V condition channels  |
+| `implicit_pose_indicator` | keypoints (B, F, 18, 2) + CLIP (B, F, D) | one vector per latent frame, before     |
+|                           |                                          | blocks ipi_block_start <= i < ..._end   |
 
 Each stream's output layer starts at zero, so at initialisation (and whenever a stream's input is absent) the
 output equals the base Wan model's output exactly.
@@ -276,7 +276,9 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
         base_keys = wan_config_keys()
         unknown = set(stream_config) & base_keys
         if unknown:
-            raise ValueError(f"from_wan takes stream arguments only; {sorted(unknown)} belong to the Wan model itself.")
+            raise ValueError(
+                f"from_wan takes stream arguments only; {sorted(unknown)} belong to the Wan model itself."
+            )
         config = {key: value for key, value in wan_transformer.config.items() if key in base_keys}
         device, dtype = wan_transformer.device, wan_transformer.dtype
 
@@ -385,7 +387,9 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
                 )
             expected = (batch_size, self.config.ipi_num_frames, self.config.ipi_clip_dim)
             if tuple(driving_image_embeds.shape) != expected:
-                raise ValueError(f"`driving_image_embeds` must be {expected}, got {tuple(driving_image_embeds.shape)}.")
+                raise ValueError(
+                    f"`driving_image_embeds` must be {expected}, got {tuple(driving_image_embeds.shape)}."
+                )
 
     # ------------------------------------------------------------------ forward
 
@@ -448,9 +452,9 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
             expected_grid = (post_patch_num_frames, post_patch_height, post_patch_width)
             if tuple(pose_tokens.shape[2:]) != expected_grid:
                 raise ValueError(
-                    f"`pose_video` {tuple(pose_video.shape[2:])} encodes to a {tuple(pose_tokens.shape[2:])} grid, but "
-                    f"the latent patch grid is {expected_grid}: give 4 * (F_lat - 1) + 1 frames at the generation "
-                    "resolution."
+                    f"`pose_video` {tuple(pose_video.shape[2:])} encodes to a {tuple(pose_tokens.shape[2:])} grid, "
+                    f"but the latent patch grid is {expected_grid}: give 4 * (F_lat - 1) + 1 frames at the "
+                    "generation resolution."
                 )
             # (B, D, F', H', W') -> (B, F' * H' * W', D)
             hidden_states = hidden_states + pose_tokens.flatten(2).transpose(1, 2).to(hidden_states.dtype)
@@ -470,8 +474,9 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
             pose_embedding = self._maybe_checkpoint(self.implicit_pose_indicator, pose_keypoints, driving_image_embeds)
             if pose_embedding.shape[1] != post_patch_num_frames:
                 raise ValueError(
-                    f"The IPI gives {pose_embedding.shape[1]} latent frames (ipi_num_latent_frames) but the latent has "
-                    f"{post_patch_num_frames}: generate windows of ipi_num_frames={self.config.ipi_num_frames} frames."
+                    f"The IPI gives {pose_embedding.shape[1]} latent frames (ipi_num_latent_frames) but the latent "
+                    f"has {post_patch_num_frames}: generate windows of ipi_num_frames={self.config.ipi_num_frames} "
+                    "frames."
                 )
             pose_embedding = pose_embedding.to(hidden_states.dtype)
 
@@ -511,4 +516,3 @@ def count_parameters(model: AnimateXTransformer3DModel) -> dict[str, int]:
     counts["base"] = total - sum(counts.values())
     counts["total"] = total
     return counts
-

@@ -15,7 +15,10 @@ PIXEL_FRAMES, PIXEL_SIZE = 4 * (LATENT_FRAMES - 1) + 1, 8 * LATENT_SIZE
 STREAM_OUTPUT_LAYERS = {
     "pose_video_encoder": ["pose_video_encoder.layers.12"],
     "reference_pose_encoder": ["reference_pose_encoder.layers.10"],
-    "implicit_pose_indicator": ["implicit_pose_indicator.out_proj", "implicit_pose_indicator.keypoint_encoder.output_mlp.2"],
+    "implicit_pose_indicator": [
+        "implicit_pose_indicator.out_proj",
+        "implicit_pose_indicator.keypoint_encoder.output_mlp.2",
+    ],
 }
 STREAM_INPUTS = {
     "pose_video_encoder": ["pose_video"],
@@ -145,7 +148,7 @@ def test_gradients_reach_every_stream_parameter(wan_and_model):
     # second zero layer sits behind the first, so its gradient starts once out_proj has moved, as in the original.)
     model(**inputs).sample.square().mean().backward()
     modules = dict(model.named_modules())
-    for stream, layers in STREAM_OUTPUT_LAYERS.items():
+    for layers in STREAM_OUTPUT_LAYERS.values():
         assert modules[layers[0]].weight.grad.abs().sum() > 0, layers[0]
     model.zero_grad(set_to_none=True)
 
