@@ -73,6 +73,9 @@ class PoseVideoEncoder(nn.Module):
         first_frame = pose_video[:, :, :1]
         # (B, 3, F, H, W) -> (B, 3, F + temporal_stride - 1, H, W)
         pose_video = torch.cat([first_frame.expand(-1, -1, self.temporal_stride - 1, -1, -1), pose_video], dim=2)
+        if pose_video.device.type == "cpu":
+            # oneDNN runs these full-resolution 3D convs ~2.5x faster channels-last (measured at 81 x 128 x 128).
+            pose_video = pose_video.contiguous(memory_format=torch.channels_last_3d)
         return self.layers(pose_video)
 
 

@@ -16,6 +16,7 @@ output equals the base Wan model's output exactly.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -62,6 +63,38 @@ def resolve_attention_backend(requested: str, device: torch.device) -> str:
     except Exception:  # a half-built flash-attn can fail with any exception, not only ImportError
         return "native"
     return "flash"
+
+
+@dataclass
+class PoseConditions:
+    """The pose streams' outputs for one window, encoded once by `encode_pose_conditions`.
+
+    `dataclasses.replace(conditions, pose_tokens=None)` drops the explicit pose for a classifier-free-guidance pass.
+    """
+
+    pose_tokens: torch.Tensor | None = None  # (B, D, F', H', W'): added to the patch tokens
+    reference_condition: torch.Tensor | None = None  # (B, C_cond, H / 8, W / 8): added to the I2V conditions
+    pose_embedding: torch.Tensor | None = None  # (B, F_lat, D): added before the IPI blocks
+
+    def check_fits(self, num_frames: int, height: int, width: int, patch_size: tuple[int, int, int]) -> None:
+        """Raise a ValueError saying what to do when the encodings do not fit a latent of this size."""
+        p_t, p_h, p_w = patch_size
+        grid = (num_frames // p_t, height // p_h, width // p_w)
+        if self.pose_tokens is not None and tuple(self.pose_tokens.shape[2:]) != grid:
+            raise ValueError(
+                f"`pose_video` encodes to a {tuple(self.pose_tokens.shape[2:])} grid, but the latent patch grid is "
+                f"{grid}: give 4 * (F_lat - 1) + 1 frames at the generation resolution."
+            )
+        if self.reference_condition is not None and tuple(self.reference_condition.shape[-2:]) != (height, width):
+            raise ValueError(
+                f"`reference_pose` encodes to {tuple(self.reference_condition.shape[-2:])}, but the latent is "
+                f"{(height, width)}: give the skeleton at the generation resolution."
+            )
+        if self.pose_embedding is not None and self.pose_embedding.shape[1] != num_frames // p_t:
+            raise ValueError(
+                f"The IPI gives {self.pose_embedding.shape[1]} latent frames (ipi_num_latent_frames) but the latent "
+                f"has {num_frames // p_t}: generate windows of ipi_num_frames driving frames."
+            )
 
 
 class AnimateXTransformerBlock(WanTransformerBlock):
@@ -356,7 +389,7 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
 
     def _check_stream_inputs(
         self,
-        hidden_states: torch.Tensor,
+        batch_size: int | None,
         pose_video: torch.Tensor | None,
         reference_pose: torch.Tensor | None,
         pose_keypoints: torch.Tensor | None,
@@ -371,9 +404,11 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
         for name, (value, module, flag) in given.items():
             if value is not None and module is None:
                 raise ValueError(f"`{name}` was given but this model has no such stream ({flag}=False).")
+        given_values = (pose_video, reference_pose, pose_keypoints, driving_image_embeds)
         if (pose_keypoints is None) != (driving_image_embeds is None):
             raise ValueError("The implicit pose indicator needs both `pose_keypoints` and `driving_image_embeds`.")
-        batch_size = hidden_states.shape[0]
+        if batch_size is None:
+            batch_size = next((len(value) for value in given_values if value is not None), 0)
         if pose_video is not None and (pose_video.ndim != 5 or pose_video.shape[:2] != (batch_size, 3)):
             raise ValueError(f"`pose_video` must be (B={batch_size}, 3, F, H, W), got {tuple(pose_video.shape)}.")
         if reference_pose is not None and (reference_pose.ndim != 4 or reference_pose.shape[:2] != (batch_size, 3)):
@@ -393,6 +428,32 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
 
     # ------------------------------------------------------------------ forward
 
+    def encode_pose_conditions(
+        self,
+        pose_video: torch.Tensor | None = None,
+        reference_pose: torch.Tensor | None = None,
+        pose_keypoints: torch.Tensor | None = None,
+        driving_image_embeds: torch.Tensor | None = None,
+        batch_size: int | None = None,
+    ) -> PoseConditions:
+        """Run the stream encoders once; pass the result to `forward(pose_conditions=...)` at every step.
+
+        Poses do not change with the timestep, so a pipeline encodes them once per window (as the official inference
+        does) instead of at each of the 2 x 50 transformer calls. Arguments are those of `forward`.
+        """
+        self._check_stream_inputs(batch_size, pose_video, reference_pose, pose_keypoints, driving_image_embeds)
+        return PoseConditions(
+            pose_tokens=None if pose_video is None else self._maybe_checkpoint(self.pose_video_encoder, pose_video),
+            reference_condition=(
+                None if reference_pose is None else self._maybe_checkpoint(self.reference_pose_encoder, reference_pose)
+            ),
+            pose_embedding=(
+                None
+                if pose_keypoints is None
+                else self._maybe_checkpoint(self.implicit_pose_indicator, pose_keypoints, driving_image_embeds)
+            ),
+        )
+
     @apply_lora_scale("attention_kwargs")
     def forward(
         self,
@@ -406,6 +467,7 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
         driving_image_embeds: torch.Tensor | None = None,
         return_dict: bool = True,
         attention_kwargs: dict[str, Any] | None = None,
+        pose_conditions: PoseConditions | None = None,
     ) -> torch.Tensor | Transformer2DModelOutput:
         """
         Args:
@@ -417,29 +479,29 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
             reference_pose: (B, 3, H, W) the reference image's skeleton in [0, 1].
             pose_keypoints: (B, F, 18, 2) driving keypoints in [0, 1], -1 where missing.
             driving_image_embeds: (B, F, D_clip) pooled, projected CLIP embeddings of the driving frames.
+            pose_conditions: the four stream inputs already encoded by `encode_pose_conditions` (instead of them).
 
         Returns: `Transformer2DModelOutput` with `sample` (B, 16, F_lat, H / 8, W / 8), or a 1-tuple.
         """
-        self._check_stream_inputs(hidden_states, pose_video, reference_pose, pose_keypoints, driving_image_embeds)
+        raw_inputs = (pose_video, reference_pose, pose_keypoints, driving_image_embeds)
+        if pose_conditions is None:
+            pose_conditions = self.encode_pose_conditions(*raw_inputs, batch_size=hidden_states.shape[0])
+        elif any(value is not None for value in raw_inputs):
+            raise ValueError("Pass either `pose_conditions` or the raw pose inputs, not both.")
         self._select_attention_backend(hidden_states.device)
         batch_size, num_channels, num_frames, height, width = hidden_states.shape
         p_t, p_h, p_w = self.config.patch_size
         post_patch_num_frames = num_frames // p_t
         post_patch_height = height // p_h
         post_patch_width = width // p_w
+        pose_conditions.check_fits(num_frames, height, width, self.config.patch_size)
 
         # 1. Reference pose, added to the I2V condition channels of every latent frame
-        if reference_pose is not None:
-            reference_condition = self._maybe_checkpoint(self.reference_pose_encoder, reference_pose)
-            if reference_condition.shape[-2:] != (height, width):
-                raise ValueError(
-                    f"`reference_pose` of size {tuple(reference_pose.shape[-2:])} encodes to "
-                    f"{tuple(reference_condition.shape[-2:])}, but the latent is {(height, width)}: give the skeleton "
-                    "at the generation resolution."
-                )
+        if pose_conditions.reference_condition is not None:
             noisy_channels = self.config.out_channels
             # (B, C_cond, H', W') -> (B, C_cond, 1, H', W'), broadcast over latent frames
-            conditions = hidden_states[:, noisy_channels:] + reference_condition.unsqueeze(2).to(hidden_states.dtype)
+            reference_condition = pose_conditions.reference_condition.unsqueeze(2).to(hidden_states.dtype)
+            conditions = hidden_states[:, noisy_channels:] + reference_condition
             hidden_states = torch.cat([hidden_states[:, :noisy_channels], conditions], dim=1)
 
         # 2. Patch & position embedding, plus the explicit pose tokens
@@ -447,17 +509,10 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
         hidden_states = self.patch_embedding(hidden_states)
         # (B, D, F', H', W') -> (B, F' * H' * W', D)
         hidden_states = hidden_states.flatten(2).transpose(1, 2).contiguous()
-        if pose_video is not None:
-            pose_tokens = self._maybe_checkpoint(self.pose_video_encoder, pose_video)
-            expected_grid = (post_patch_num_frames, post_patch_height, post_patch_width)
-            if tuple(pose_tokens.shape[2:]) != expected_grid:
-                raise ValueError(
-                    f"`pose_video` {tuple(pose_video.shape[2:])} encodes to a {tuple(pose_tokens.shape[2:])} grid, "
-                    f"but the latent patch grid is {expected_grid}: give 4 * (F_lat - 1) + 1 frames at the "
-                    "generation resolution."
-                )
+        if pose_conditions.pose_tokens is not None:
             # (B, D, F', H', W') -> (B, F' * H' * W', D)
-            hidden_states = hidden_states + pose_tokens.flatten(2).transpose(1, 2).to(hidden_states.dtype)
+            pose_tokens = pose_conditions.pose_tokens.flatten(2).transpose(1, 2)
+            hidden_states = hidden_states + pose_tokens.to(hidden_states.dtype)
 
         # 3. Time, text and image conditions (Wan2.1: one timestep per sample)
         temb, timestep_proj, encoder_hidden_states, encoder_hidden_states_image = self.condition_embedder(
@@ -469,15 +524,8 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
             encoder_hidden_states = torch.concat([encoder_hidden_states_image, encoder_hidden_states], dim=1)
 
         # 4. Implicit pose indicator: one vector per latent frame
-        pose_embedding = None
-        if pose_keypoints is not None:
-            pose_embedding = self._maybe_checkpoint(self.implicit_pose_indicator, pose_keypoints, driving_image_embeds)
-            if pose_embedding.shape[1] != post_patch_num_frames:
-                raise ValueError(
-                    f"The IPI gives {pose_embedding.shape[1]} latent frames (ipi_num_latent_frames) but the latent "
-                    f"has {post_patch_num_frames}: generate windows of ipi_num_frames={self.config.ipi_num_frames} "
-                    "frames."
-                )
+        pose_embedding = pose_conditions.pose_embedding
+        if pose_embedding is not None:
             pose_embedding = pose_embedding.to(hidden_states.dtype)
 
         # 5. Transformer blocks, the IPI added before those in [ipi_block_start, ipi_block_end)

@@ -1,5 +1,7 @@
 """AnimateXTransformer3DModel: exact Wan parity at initialisation, stream isolation, gradients, presets, I/O."""
 
+import dataclasses
+
 import pytest
 import torch
 from diffusers import FirstBlockCacheConfig, WanTransformer3DModel
@@ -200,6 +202,29 @@ def test_first_block_cache_reuses_the_residual_without_adding_the_ipi_twice(wan_
     assert len(calls) == 1  # the last block ran on the first call only
     torch.testing.assert_close(first, expected, rtol=0, atol=1e-6)
     torch.testing.assert_close(second, expected, rtol=0, atol=1e-5)
+
+
+def test_pose_conditions_encoded_once_give_the_same_output(wan_and_model):
+    _, model = wan_and_model
+    for stream in STREAM_OUTPUT_LAYERS:
+        perturb_output_layers(model, stream)
+    inputs = make_inputs()
+    stream_inputs = {k: v for k, v in inputs.items() if k not in BASE_INPUTS}
+    base_inputs = {k: inputs[k] for k in BASE_INPUTS}
+    with torch.no_grad():
+        conditions = model.encode_pose_conditions(**stream_inputs)
+    torch.testing.assert_close(run(model, base_inputs, pose_conditions=conditions), run(model, inputs), rtol=0, atol=0)
+
+    # Dropping the explicit pose from the encoded conditions equals not giving the pose video.
+    without_pose_video = dataclasses.replace(conditions, pose_tokens=None)
+    torch.testing.assert_close(
+        run(model, base_inputs, pose_conditions=without_pose_video),
+        run(model, inputs, pose_video=None),
+        rtol=0,
+        atol=0,
+    )
+    with pytest.raises(ValueError, match="not both"):
+        run(model, inputs, pose_conditions=conditions)
 
 
 def test_save_and_load_round_trip_is_exact(wan_and_model, tmp_path):
