@@ -26,7 +26,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.transformers.transformer_wan import WanTransformerBlock
-from diffusers.utils import apply_lora_scale
+from diffusers.utils import apply_lora_scale, logging
 
 from animatex_pp.models.pose_streams import (
     ImplicitPoseIndicator,
@@ -44,6 +44,8 @@ OFFICIAL_POSE_VIDEO_STRIDES = ((1, 1, 1), (1, 1, 1), (1, 1, 1), (1, 2, 2), (2, 2
 OFFICIAL_REFERENCE_POSE_STRIDES = ((1, 1), (1, 1), (1, 1), (2, 2), (2, 2), (2, 2))
 
 ATTENTION_BACKEND_ENV = "ANIMATEX_ATTENTION_BACKEND"
+
+logger = logging.get_logger(__name__)
 
 
 def resolve_attention_backend(requested: str, device: torch.device) -> str:
@@ -335,6 +337,24 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
             stream.to_empty(device=device).to(dtype)
         model.initialize_stream_weights()
         return model.train(wan_transformer.training)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> AnimateXTransformer3DModel:
+        """diffusers' `from_pretrained`; a plain Wan2.1 I2V checkpoint loads too, with fresh pose streams.
+
+        Stream arguments (e.g. `use_ipi=False`) may be passed as keyword overrides of the stored config. Streams the
+        checkpoint lacks are created on the base weights' device and dtype and initialised (zero outputs), so the
+        model starts as the Wan model it was loaded from.
+        """
+        model = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        fresh_streams = [stream for stream in model.streams().values() if any(p.is_meta for p in stream.parameters())]
+        if fresh_streams:
+            base_parameter = model.patch_embedding.weight
+            for stream in fresh_streams:
+                stream.to_empty(device=base_parameter.device).to(base_parameter.dtype)
+            logger.info("Pose streams not in the checkpoint were initialised fresh (zero outputs).")
+            model.initialize_stream_weights()
+        return model
 
     def initialize_stream_weights(self) -> None:
         """The one place where the grafted streams are initialised.

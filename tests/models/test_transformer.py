@@ -242,6 +242,16 @@ def test_save_and_load_round_trip_is_exact(wan_and_model, tmp_path):
     assert torch.equal(run(model, inputs), run(loaded, inputs))
 
 
+def test_from_pretrained_of_a_plain_wan_checkpoint_starts_as_wan(wan_and_model, tmp_path):
+    wan, _ = wan_and_model
+    wan.save_pretrained(tmp_path / "wan")
+    _, stream_config = split_preset("tiny")
+    model = AnimateXTransformer3DModel.from_pretrained(tmp_path / "wan", **stream_config).eval()
+    assert not any(parameter.is_meta for parameter in model.parameters())
+    inputs = make_inputs()
+    assert (run(model, inputs) - run(wan, {k: inputs[k] for k in BASE_INPUTS})).abs().max() <= 1e-5
+
+
 @pytest.mark.parametrize("name", ["wan2.1-i2v-14b-480p", "wan2.1-i2v-14b-720p"])
 def test_14b_presets_instantiate_on_meta_and_report_parameter_counts(name):
     with torch.device("meta"):
