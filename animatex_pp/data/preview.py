@@ -1,0 +1,177 @@
+"""Side-by-side previews of a generation: reference | pose | output, as an MP4 and as a PNG contact sheet.
+
+Also the small converters that bring every image and video format the library accepts (PIL, uint8 arrays, float
+arrays or tensors in [0, 1]) to uint8 arrays, which the pipeline uses for its inputs as well.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import PIL.ImageDraw
+import PIL.ImageFont
+import torch
+
+from animatex_pp.data.video import write_video
+
+# Cells of a contact sheet are enlarged to at least this height, so tiny test outputs stay legible.
+MIN_SHEET_CELL_HEIGHT = 128
+LABEL_HEIGHT = 14
+
+
+def as_uint8_image(image) -> np.ndarray:
+    """A PIL image, a uint8 array (H, W, 3) or a float array/tensor (3, H, W) in [0, 1] -> uint8 (H, W, 3)."""
+    if isinstance(image, PIL.Image.Image):
+        return np.asarray(image.convert("RGB")).copy()
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"an image tensor must be (3, H, W) in [0, 1], got shape {tuple(image.shape)}")
+        # (3, H, W) -> (H, W, 3)
+        image = image.detach().float().cpu().permute(1, 2, 0).numpy()
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"an image array must be (H, W, 3), got shape {image.shape}")
+    return _to_uint8(image)
+
+
+def as_uint8_video(video) -> np.ndarray:
+    """A video -> uint8 (F, H, W, 3).
+
+    Accepted: a list of PIL images or of (H, W, 3) arrays, a uint8 or float (in [0, 1]) array (F, H, W, 3), or a float
+    tensor (3, F, H, W) in [0, 1] (the pose-video layout the transformer takes).
+    """
+    if isinstance(video, (list, tuple)):
+        if not video:
+            raise ValueError("a video needs at least one frame, got an empty list")
+        return np.stack([as_uint8_image(frame) for frame in video])
+    if isinstance(video, torch.Tensor):
+        if video.ndim != 4 or video.shape[0] != 3:
+            raise ValueError(f"a video tensor must be (3, F, H, W) in [0, 1], got shape {tuple(video.shape)}")
+        # (3, F, H, W) -> (F, H, W, 3)
+        video = video.detach().float().cpu().permute(1, 2, 3, 0).numpy()
+    video = np.asarray(video)
+    if video.ndim != 4 or video.shape[-1] != 3:
+        raise ValueError(f"a video array must be (F, H, W, 3), got shape {video.shape}")
+    if video.shape[0] == 0:
+        raise ValueError("a video needs at least one frame, got 0")
+    return _to_uint8(video)
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"pixels must be uint8 or float in [0, 1], got dtype {array.dtype}")
+    return (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def _resize(image: np.ndarray, height: int, width: int, resample=PIL.Image.BILINEAR) -> np.ndarray:
+    if image.shape[:2] == (height, width):
+        return image
+    return np.asarray(PIL.Image.fromarray(image).resize((width, height), resample))
+
+
+def _panels(reference, pose, output) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Reference (H, W, 3), pose (F, H, W, 3) or None, and output (F, H, W, 3), all uint8 at the output's size."""
+    output = as_uint8_video(output)
+    num_frames, height, width, _ = output.shape
+    reference = _resize(as_uint8_image(reference), height, width)
+    if pose is not None:
+        pose = as_uint8_video(pose)
+        if len(pose) < num_frames:
+            raise ValueError(f"the pose video has {len(pose)} frames but the output has {num_frames}")
+        pose = np.stack([_resize(frame, height, width) for frame in pose[:num_frames]])
+    return reference, pose, output
+
+
+def preview_frames(reference, pose, output) -> np.ndarray:
+    """uint8 (F, H, 3 W, 3): reference, pose and output frame side by side at the output's size (pose=None, as in
+    text-image-to-video: reference and output only, (F, H, 2 W, 3))."""
+    reference, pose, output = _panels(reference, pose, output)
+    # (H, W, 3) -> (F, H, W, 3), a view, not a copy per frame
+    references = np.broadcast_to(reference, output.shape)
+    panels = [references, output] if pose is None else [references, pose, output]
+    # n x (F, H, W, 3) -> (F, H, n W, 3)
+    return np.concatenate(panels, axis=2)
+
+
+def write_preview_video(path: str | os.PathLike, reference, pose, output, fps: float) -> Path:
+    """Write reference | pose | output side by side as an H.264 MP4 (atomically, through `write_video`).
+
+    `pose` may be None (reference | output)."""
+    return Path(write_video(path, preview_frames(reference, pose, output), fps))
+
+
+def contact_sheet(reference, pose, output, num_columns: int = 8, reference_pose=None) -> PIL.Image.Image:
+    """A grid over evenly spaced frames: poses on the top row, outputs below; the first column holds the references.
+
+    Top-left is the reference pose (blank if not given), bottom-left the reference image; a label strip above each
+    column names the frame. Without a pose (text-image-to-video) the sheet has the output row only.
+    """
+    reference, pose, output = _panels(reference, pose, output)
+    num_frames, height, width, _ = output.shape
+    indices = np.unique(np.linspace(0, num_frames - 1, min(num_columns, num_frames)).round().astype(int))
+
+    scale = max(1, -(-MIN_SHEET_CELL_HEIGHT // height))
+    cell_height, cell_width = height * scale, width * scale
+    if pose is None:
+        columns = [("reference", [reference])] + [(f"frame {index}", [output[index]]) for index in indices]
+    else:
+        reference_pose_cell = (
+            _resize(as_uint8_image(reference_pose), height, width)
+            if reference_pose is not None
+            else np.full((height, width, 3), 255, np.uint8)
+        )
+        columns = [("reference", [reference_pose_cell, reference])]
+        columns += [(f"frame {index}", [pose[index], output[index]]) for index in indices]
+    num_rows = len(columns[0][1])
+
+    sheet = PIL.Image.new("RGB", (len(columns) * cell_width, LABEL_HEIGHT + num_rows * cell_height), "white")
+    draw = PIL.ImageDraw.Draw(sheet)
+    font = PIL.ImageFont.load_default()
+    for column, (label, cells) in enumerate(columns):
+        left = column * cell_width
+        draw.text((left + 2, 1), label, fill="black", font=font)
+        for row, cell in enumerate(cells):
+            tile = PIL.Image.fromarray(cell).resize((cell_width, cell_height), PIL.Image.NEAREST)
+            sheet.paste(tile, (left, LABEL_HEIGHT + row * cell_height))
+    return sheet
+
+
+def write_contact_sheet(
+    path: str | os.PathLike,
+    reference,
+    pose,
+    output,
+    num_columns: int = 8,
+    reference_pose=None,
+) -> Path:
+    """Save `contact_sheet(...)` as a PNG: written to a temporary file beside `path`, then renamed into place."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"the contact sheet is a PNG; give a path ending in .png, got {path}")
+    sheet = contact_sheet(reference, pose, output, num_columns=num_columns, reference_pose=reference_pose)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(suffix=".png", prefix=f".{path.stem}.", dir=path.parent)
+    os.close(handle)
+    try:
+        sheet.save(temporary, format="PNG")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+__all__ = [
+    "as_uint8_image",
+    "as_uint8_video",
+    "contact_sheet",
+    "preview_frames",
+    "write_contact_sheet",
+    "write_preview_video",
+]
