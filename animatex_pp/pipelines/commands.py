@@ -1,0 +1,468 @@
+"""`animatex-pp generate` and `animatex-pp convert`: a thin shell over `AnimateXPipeline` and the checkpoint import.
+
+Every file argument is checked before a model is loaded: a missing file is a `FileNotFoundError` and a wrong one a
+`ValueError`, which `animatex_pp.cli` turns into exit code 2 with the message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+# Wan2.1 generates 16 frames per second; used when no input video says otherwise.
+DEFAULT_FPS = 16.0
+
+GENERATE_EPILOG = """\
+examples:
+  # animate a character with a driving video (its poses are extracted with MediaPipe)
+  animatex-pp generate --model animatex-720p --image girl.png --driving-video dance.mp4 \\
+      --prompt "a girl is dancing, flames burning in the background" --output girl_dance.mp4
+
+  # a saved pose sequence and a reference skeleton, 1 window of 81 frames, 30 steps
+  animatex-pp generate --model animatex-720p --image cat.png --pose dance.pose.npz \\
+      --reference-pose cat.pose.npz --frames 81 --steps 30 --output cat_dance.mp4
+
+  # text-image-to-video: no pose, the prompt drives the motion
+  animatex-pp generate --model animatex-720p --image city.png --mode ti2v \\
+      --prompt "the camera flies over the city at night" --output city.mp4
+
+Writes OUTPUT (H.264 MP4) and, unless --no-preview, OUTPUT with suffix .preview.png: a contact sheet of the
+reference, the poses and the generated frames. Exit codes: 0 done, 1 generation failed, 2 bad arguments or files.
+"""
+
+CONVERT_EPILOG = """\
+example:
+  animatex-pp convert --base Wan2.1-I2V-14B-720P-Diffusers --checkpoint animate-x++.ckpt \\
+      --motion-encoder CLIP-ViT-H-14-laion2B-s32B-b79K --output animatex-720p
+
+The output directory is a complete pipeline (safetensors): AnimateXPipeline.from_pretrained(OUTPUT) and
+`animatex-pp generate --model OUTPUT` load it. It is written to a temporary directory beside OUTPUT and renamed
+into place when complete. Exit codes: 0 done, 1 conversion failed, 2 bad arguments or files.
+"""
+
+
+# ----------------------------------------------------------------------------- argument checks
+
+
+def _existing_file(path: str, what: str, suffixes: set[str] | None = None) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    if not path.is_file():
+        raise ValueError(f"{what} must be a file, got a directory: {path}")
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{what} must be one of {', '.join(sorted(suffixes))}, got {path.name}")
+    return path
+
+
+def _existing_dir(path: str, what: str, marker: str, hint: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    if not (path / marker).is_file():
+        raise ValueError(f"{path} is not {what}: it has no {marker}. {hint}")
+    return path
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'832x480' -> (832, 480): height x width."""
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be HEIGHTxWIDTH, e.g. 832x480, got {text!r}") from None
+    return height, width
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return getattr(torch, DTYPES[name])
+
+
+def _output_path(path: str, suffix: str, what: str) -> Path:
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise ValueError(f"{what} must end in {suffix}, got {path}")
+    if not path.parent.exists():
+        raise FileNotFoundError(f"the folder for {what} does not exist: {path.parent}")
+    return path
+
+
+# ----------------------------------------------------------------------------- generate
+
+
+def _check_size(model_dir: Path, height: int, width: int) -> None:
+    """Refuse a size the model cannot take before loading it (minutes for 14B): read the two configs it needs."""
+    import json
+
+    spatial = json.loads((model_dir / "vae" / "config.json").read_text()).get("scale_factor_spatial", 8)
+    patch = json.loads((model_dir / "transformer" / "config.json").read_text())["patch_size"][1]
+    multiple = spatial * patch
+    if height % multiple or width % multiple:
+        raise ValueError(f"--size {height}x{width}: height and width must each be a multiple of {multiple}")
+
+
+def _load_pose_or_video(path: Path, stride: int):
+    """A saved PoseSequence, or a rendered pose video as uint8 frames; returns (pose, fps or None)."""
+    from animatex_pp.data.video import read_video
+    from animatex_pp.pose.sequence import PoseSequence
+
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return read_video(path, stride=stride)
+    return PoseSequence.load(path), None
+
+
+def _load_reference_pose(path: Path):
+    """A saved PoseSequence (its first frame is the reference skeleton), or an image of the skeleton."""
+    from animatex_pp.pose.sequence import PoseSequence
+
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        import PIL.Image
+
+        return PIL.Image.open(path).convert("RGB")
+    return PoseSequence.load(path)
+
+
+def _backend_options(args: argparse.Namespace) -> dict:
+    """Options of the pose extractor: DWPose needs its two ONNX files, MediaPipe ships its model."""
+    if args.pose_backend == "mediapipe":
+        return {}
+    if not args.dwpose_dir:
+        raise ValueError("--pose-backend dwpose needs --dwpose-dir: the folder of yolox_l.onnx, dw-ll_ucoco_384.onnx")
+    folder = Path(args.dwpose_dir)
+    paths = {"det_model": folder / "yolox_l.onnx", "pose_model": folder / "dw-ll_ucoco_384.onnx"}
+    for path in paths.values():
+        _existing_file(str(path), "DWPose model")
+    return paths
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    # 1. Check every argument and file before anything heavy is imported or loaded
+    model_dir = _existing_dir(
+        args.model, "a pipeline directory", "model_index.json", "Make one with `animatex-pp convert`."
+    )
+    image_path = _existing_file(args.image, "reference image", IMAGE_SUFFIXES)
+    pose_path = _existing_file(args.pose, "pose file") if args.pose else None
+    driving_path = _existing_file(args.driving_video, "driving video", VIDEO_SUFFIXES) if args.driving_video else None
+    extract_reference = args.reference_pose == "auto"
+    reference_pose_path = None
+    if args.reference_pose and not extract_reference:
+        reference_pose_path = _existing_file(args.reference_pose, "reference pose")
+    output = _output_path(args.output, ".mp4", "--output")
+    preview = None if args.no_preview else output.with_suffix(".preview.png")
+    if args.mode == "animation" and pose_path is None and driving_path is None:
+        raise ValueError(
+            "--mode animation needs --pose or --driving-video (or use --mode ti2v for text-driven motion)"
+        )
+    if args.mode == "ti2v" and (pose_path or driving_path or args.reference_pose):
+        raise ValueError("--mode ti2v takes no --pose, --driving-video or --reference-pose")
+    needs_extractor = extract_reference or (pose_path is None and driving_path is not None)
+    backend_options = _backend_options(args) if needs_extractor else {}
+    height, width = args.size
+    _check_size(model_dir, height, width)
+
+    import numpy as np
+    import PIL.Image
+    import torch
+
+    from animatex_pp.data.preview import write_contact_sheet, write_preview_video
+    from animatex_pp.data.video import read_video, write_video
+    from animatex_pp.pipelines.pipeline_animatex import OFFICIAL_NEGATIVE_PROMPT, AnimateXPipeline
+    from animatex_pp.pose import extract, render
+
+    # 2. Read the inputs
+    image = PIL.Image.open(image_path).convert("RGB")
+    pose, driving_video, fps = None, None, None
+    if pose_path is not None:
+        pose, fps = _load_pose_or_video(pose_path, args.stride)
+    if driving_path is not None:
+        driving_video, driving_fps = read_video(driving_path, stride=args.stride)
+        fps = fps or driving_fps
+        if pose is None:
+            pose = extract(driving_video, args.pose_backend, fps=driving_fps, **backend_options)
+    reference_pose = _load_reference_pose(reference_pose_path) if reference_pose_path else None
+    if extract_reference:
+        reference_pose = extract(image, args.pose_backend, progress=False, **backend_options)
+    fps = args.fps or fps or DEFAULT_FPS
+
+    # 3. Load the pipeline and apply the speed options
+    # The VAE and the CLIPs stay in float32, as the official code and diffusers' Wan examples load them.
+    float32 = {"vae": torch.float32, "image_encoder": torch.float32, "motion_encoder": torch.float32}
+    pipe = AnimateXPipeline.from_pretrained(model_dir, dtype={**float32, "default": _torch_dtype(args.dtype)})
+    if args.cpu_offload:
+        pipe.enable_model_cpu_offload(device=args.device)
+    else:
+        pipe.to(args.device)
+    if args.vae_tiling:
+        pipe.vae.enable_tiling()
+    if args.cache_threshold is not None:
+        from diffusers.hooks import FirstBlockCacheConfig
+
+        pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=args.cache_threshold))
+    if args.compile:
+        pipe.transformer.compile_repeated_blocks(fullgraph=True)
+
+    # 4. Generate
+    generator = torch.Generator(device="cpu").manual_seed(args.seed)
+    frames = pipe(
+        image=image,
+        pose=pose,
+        prompt=args.prompt,
+        negative_prompt=OFFICIAL_NEGATIVE_PROMPT if args.negative_prompt is None else args.negative_prompt,
+        driving_video=driving_video,
+        reference_pose=reference_pose,
+        mode=args.mode,
+        height=height,
+        width=width,
+        num_frames=args.frames,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance,
+        generator=generator,
+        window_strategy=args.window_strategy,
+        window_overlap=args.window_overlap,
+        retarget_pose=args.retarget,
+        output_type="np",
+    ).frames[0]
+
+    # 5. Write the video and the previews
+    video = (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)
+    write_video(output, video, fps)
+    print(f"wrote {output} ({len(video)} frames, {width}x{height}, {fps:g} fps)")
+    pose_frames = None
+    if pose is not None:
+        pose_frames = render(pose, height, width, output="np") if not isinstance(pose, np.ndarray) else pose
+    if preview is not None:
+        write_contact_sheet(preview, image, pose_frames, video, reference_pose=_preview_reference(reference_pose))
+        print(f"wrote {preview}")
+    if args.preview_video:
+        preview_video = output.with_suffix(".preview.mp4")
+        write_preview_video(preview_video, image, pose_frames, video, fps)
+        print(f"wrote {preview_video}")
+    return 0
+
+
+def _preview_reference(reference_pose):
+    """The reference skeleton as an image for the contact sheet (first frame of a PoseSequence)."""
+    if reference_pose is None:
+        return None
+    from animatex_pp.pose.sequence import PoseSequence
+
+    if isinstance(reference_pose, PoseSequence):
+        from animatex_pp.pose import render
+
+        return render(reference_pose, 256, 256, output="np")[0]
+    return reference_pose
+
+
+# ----------------------------------------------------------------------------- convert
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    # 1. Check the inputs before loading 14B parameters
+    base = _existing_dir(
+        args.base,
+        "a diffusers Wan2.1 I2V directory",
+        "model_index.json",
+        "Download Wan-AI/Wan2.1-I2V-14B-720P-Diffusers (see docs/quickstart.md).",
+    )
+    checkpoint_path = _existing_file(
+        args.checkpoint, "Animate-X++ checkpoint", {".ckpt", ".pt", ".pth", ".safetensors"}
+    )
+    motion_dir = None
+    if args.motion_encoder:
+        motion_dir = _existing_dir(
+            args.motion_encoder,
+            "a transformers CLIP directory",
+            "config.json",
+            "Use laion/CLIP-ViT-H-14-laion2B-s32B-b79K (transformers format).",
+        )
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise ValueError(f"{output} exists; pass --overwrite to replace it")
+    if not output.parent.exists():
+        raise FileNotFoundError(f"the folder for --output does not exist: {output.parent}")
+
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler, WanImageToVideoPipeline
+    from transformers import CLIPVisionModelWithProjection
+
+    from animatex_pp.models.convert import animatex_from_wan, convert_animatex_state_dict, load_animatex_checkpoint
+    from animatex_pp.models.presets import split_preset
+    from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
+
+    state_dict = load_animatex_checkpoint(checkpoint_path)
+    has_ipi = convert_animatex_state_dict(state_dict).has_ipi
+    if has_ipi and motion_dir is None:
+        raise ValueError(
+            f"{checkpoint_path.name} has an implicit pose indicator, which needs the CLIP it was trained with: pass "
+            "--motion-encoder DIR (laion/CLIP-ViT-H-14-laion2B-s32B-b79K in transformers format)"
+        )
+    _, stream_config = split_preset(args.preset)
+
+    # 2. Load the base pipeline: the VAE and the CLIPs stay in float32, as Wan recommends
+    dtype = _torch_dtype(args.dtype)
+    wan = WanImageToVideoPipeline.from_pretrained(
+        base, dtype={"vae": torch.float32, "image_encoder": torch.float32, "default": dtype}
+    )
+
+    # 3. Apply the release to the transformer; add the motion encoder; the official sampler shift
+    transformer = animatex_from_wan(wan.transformer, state_dict, lora=args.lora, **stream_config)
+    motion_encoder = None
+    if has_ipi:
+        motion_encoder = CLIPVisionModelWithProjection.from_pretrained(motion_dir, dtype=torch.float32)
+        clip_dim = transformer.config.ipi_clip_dim
+        if motion_encoder.config.projection_dim != clip_dim:
+            raise ValueError(
+                f"the motion encoder projects to {motion_encoder.config.projection_dim} dimensions but the implicit "
+                f"pose indicator takes {clip_dim}: use the CLIP the checkpoint was trained with"
+            )
+    scheduler_class = UniPCMultistepScheduler if args.scheduler == "unipc" else FlowMatchEulerDiscreteScheduler
+    shift = {"flow_shift": args.shift} if args.scheduler == "unipc" else {"shift": args.shift}
+    if args.scheduler == "unipc":
+        scheduler = scheduler_class.from_config(
+            wan.scheduler.config, prediction_type="flow_prediction", use_flow_sigmas=True, **shift
+        )
+    else:
+        scheduler = scheduler_class(**shift)
+
+    pipe = AnimateXPipeline(
+        tokenizer=wan.tokenizer,
+        text_encoder=wan.text_encoder,
+        vae=wan.vae,
+        scheduler=scheduler,
+        transformer=transformer,
+        image_processor=wan.image_processor,
+        image_encoder=wan.image_encoder,
+        motion_encoder=motion_encoder,
+    )
+
+    # 4. Save beside the destination, then rename into place
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        pipe.save_pretrained(staging, safe_serialization=True)
+        if output.exists():
+            shutil.rmtree(output)
+        os.replace(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    print(f"wrote {output} (implicit pose indicator: {'yes' if has_ipi else 'no'}, transformer {args.dtype})")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parsers
+
+
+def register(subparsers) -> None:
+    generate = subparsers.add_parser(
+        "generate",
+        help="animate a reference image with a pose sequence (or a prompt) and write an MP4",
+        description="Animate the character in --image with the poses of --pose or --driving-video "
+        "(Animate-X++), or with the prompt alone (--mode ti2v).",
+        epilog=GENERATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    inputs = generate.add_argument_group("inputs")
+    inputs.add_argument("--model", required=True, metavar="DIR", help="pipeline directory (from `convert`)")
+    inputs.add_argument("--image", required=True, metavar="PATH", help="reference image of the character")
+    inputs.add_argument(
+        "--pose",
+        metavar="PATH",
+        help="driving poses: a saved PoseSequence (.npz/.json) or a rendered pose video (.mp4 ...)",
+    )
+    inputs.add_argument(
+        "--driving-video",
+        metavar="PATH",
+        help="driving video: its frames feed the implicit pose indicator; without --pose its poses are extracted",
+    )
+    inputs.add_argument(
+        "--reference-pose",
+        metavar="PATH|auto",
+        help="skeleton of the reference image: a PoseSequence, an image, or `auto` to extract it from --image",
+    )
+    inputs.add_argument("--prompt", default="", help="text; in animation it describes the scene (default: empty)")
+    inputs.add_argument(
+        "--negative-prompt", default=None, help="negative text for guidance (default: the official Animate-X++ one)"
+    )
+    inputs.add_argument("--stride", type=_positive_int, default=1, help="take every Nth input frame (default 1)")
+    inputs.add_argument(
+        "--pose-backend",
+        default="mediapipe",
+        choices=["mediapipe", "dwpose"],
+        help="pose extractor for --driving-video without --pose and for --reference-pose auto (default mediapipe, "
+        "which runs offline)",
+    )
+    inputs.add_argument(
+        "--dwpose-dir", metavar="DIR", help="folder with yolox_l.onnx and dw-ll_ucoco_384.onnx (--pose-backend dwpose)"
+    )
+    inputs.add_argument("--retarget", action="store_true", help="retarget the poses to --reference-pose's body")
+
+    sampling = generate.add_argument_group("generation")
+    sampling.add_argument("--output", required=True, metavar="PATH", help="output video (.mp4)")
+    sampling.add_argument("--mode", default="animation", choices=["animation", "ti2v"], help="default: animation")
+    sampling.add_argument(
+        "--size", type=_size, default=(832, 480), metavar="HxW", help="height x width, multiples of 16 (832x480)"
+    )
+    sampling.add_argument(
+        "--frames", type=_positive_int, default=None, help="frames, 4k+1 (default: the pose's length; ti2v 81)"
+    )
+    sampling.add_argument("--steps", type=_positive_int, default=50, help="denoising steps (default 50)")
+    sampling.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
+    sampling.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sampling.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input video's, 16)")
+    sampling.add_argument(
+        "--window-strategy", default="blend", choices=["blend", "carry"], help="long videos (default blend)"
+    )
+    sampling.add_argument("--window-overlap", type=int, default=None, help="frames shared by windows (multiple of 4)")
+
+    runtime = generate.add_argument_group("runtime")
+    runtime.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
+    runtime.add_argument("--dtype", default="bf16", choices=sorted(DTYPES), help="model dtype; the VAE stays fp32")
+    runtime.add_argument("--cpu-offload", action="store_true", help="keep only the running model on --device")
+    runtime.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less memory)")
+    runtime.add_argument(
+        "--cache-threshold", type=float, default=None, help="FirstBlockCache threshold, e.g. 0.05 (off by default)"
+    )
+    runtime.add_argument("--compile", action="store_true", help="torch.compile the repeated transformer blocks")
+    runtime.add_argument("--no-preview", action="store_true", help="do not write OUTPUT.preview.png")
+    runtime.add_argument("--preview-video", action="store_true", help="also write OUTPUT.preview.mp4 side by side")
+    generate.set_defaults(handler=run_generate)
+
+    convert = subparsers.add_parser(
+        "convert",
+        help="build a pipeline directory from Wan2.1 I2V and a released Animate-X++ checkpoint",
+        description="Combine a diffusers-format Wan2.1 I2V model with a released Animate-X++ checkpoint "
+        "(LoRA merged, pose streams loaded) and a CLIP motion encoder into one AnimateXPipeline directory.",
+        epilog=CONVERT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    convert.add_argument("--base", required=True, metavar="DIR", help="diffusers Wan2.1 I2V directory")
+    convert.add_argument("--checkpoint", required=True, metavar="PATH", help="animate-x++.ckpt or _simple.ckpt")
+    convert.add_argument(
+        "--motion-encoder", metavar="DIR", help="transformers CLIPVisionModelWithProjection for the IPI (ViT-H/14)"
+    )
+    convert.add_argument("--output", required=True, metavar="DIR", help="pipeline directory to write")
+    convert.add_argument(
+        "--preset",
+        default="wan2.1-i2v-14b-720p",
+        help="model preset whose stream sizes the checkpoint has (default: the released sizes)",
+    )
+    convert.add_argument("--dtype", default="bf16", choices=sorted(DTYPES), help="transformer/text encoder dtype")
+    convert.add_argument("--lora", default="merge", choices=["merge", "adapter"], help="merge the LoRA (default)")
+    convert.add_argument("--scheduler", default="unipc", choices=["unipc", "euler"], help="flow-matching sampler")
+    convert.add_argument("--shift", type=float, default=5.0, help="flow shift (official 5)")
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    convert.set_defaults(handler=run_convert)

@@ -1,0 +1,205 @@
+"""`animatex-pp generate` and `animatex-pp convert` on the tiny pipeline, in-process, plus `--help` as a process."""
+
+import subprocess
+import sys
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
+
+from animatex_pp.cli import EXIT_BAD_INPUT, main
+from animatex_pp.data.video import read_video, write_video
+from animatex_pp.models.presets import split_preset
+from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
+from animatex_pp.testing import tiny_components, tiny_pipeline
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-pipeline")
+    tiny_pipeline(seed=0).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inputs")
+    rng = np.random.default_rng(0)
+    PIL.Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(folder / "reference.png")
+    pose = np.zeros((9, SIZE, SIZE, 3), np.uint8)
+    for index in range(9):
+        pose[index, 8 + index : 14 + index, 10:16] = (255, 85, 0)
+    write_video(folder / "pose.mp4", pose, 8)
+    return folder
+
+
+def generate_args(model_dir, inputs, output, *extra):
+    return [
+        "generate",
+        "--model", str(model_dir),
+        "--image", str(inputs / "reference.png"),
+        "--pose", str(inputs / "pose.mp4"),
+        "--output", str(output),
+        "--size", f"{SIZE}x{SIZE}",
+        "--steps", "2",
+        "--dtype", "fp32",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_generate_writes_the_video_and_a_preview(model_dir, inputs, tmp_path):
+    output = tmp_path / "dance.mp4"
+    assert main(generate_args(model_dir, inputs, output, "--preview-video")) == 0
+    frames, fps = read_video(output)
+    assert frames.shape == (9, SIZE, SIZE, 3)
+    assert fps == pytest.approx(8)  # the pose video's rate
+    sheet = PIL.Image.open(tmp_path / "dance.preview.png")
+    assert sheet.width > sheet.height  # a contact sheet: frames side by side
+    preview, _ = read_video(tmp_path / "dance.preview.mp4")
+    assert preview.shape == (9, SIZE, 3 * SIZE, 3)  # reference | pose | output
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_generate_extracts_poses_from_a_driving_video(model_dir, shared_assets, tmp_path):
+    pytest.importorskip("mediapipe", reason="pose extraction needs the `pose` extra")
+    output = tmp_path / "girl.mp4"
+    args = [
+        "generate", "--model", str(model_dir), "--image", str(shared_assets / "images" / "anime_girl.jpeg"),
+        "--driving-video", str(shared_assets / "videos" / "dance_anime_32f.mp4"), "--reference-pose", "auto",
+        "--stride", "2", "--frames", "13", "--size", "80x48", "--steps", "2", "--dtype", "fp32",
+        "--output", str(output),
+    ]  # fmt: skip
+    assert main(args) == 0
+    frames, fps = read_video(output)
+    assert frames.shape == (13, 80, 48, 3)
+    assert fps == pytest.approx(4)  # 8 fps taken every 2nd frame
+    assert (tmp_path / "girl.preview.png").is_file()
+
+
+def test_generate_is_deterministic_under_the_seed(model_dir, inputs, tmp_path):
+    first, second = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    for output in (first, second):
+        assert main(generate_args(model_dir, inputs, output, "--seed", "3", "--no-preview")) == 0
+    np.testing.assert_array_equal(read_video(first)[0], read_video(second)[0])
+    assert not (tmp_path / "a.preview.png").exists()
+
+
+def test_generate_ti2v_needs_no_pose(model_dir, inputs, tmp_path):
+    output = tmp_path / "city.mp4"
+    args = [
+        "generate", "--model", str(model_dir), "--image", str(inputs / "reference.png"), "--mode", "ti2v",
+        "--prompt", "the city at night", "--frames", "5", "--size", "32x32", "--steps", "2", "--output", str(output),
+    ]  # fmt: skip
+    assert main(args) == 0
+    frames, fps = read_video(output)
+    assert frames.shape == (5, SIZE, SIZE, 3) and fps == pytest.approx(16)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda args, tmp: args.__setitem__(args.index("--model") + 1, str(tmp / "missing")), "not found"),
+        (lambda args, tmp: args.__setitem__(args.index("--image") + 1, str(tmp / "nope.png")), "reference image"),
+        (lambda args, tmp: args.__setitem__(args.index("--pose") + 1, str(tmp / "nope.mp4")), "pose file not found"),
+        (lambda args, tmp: args.__setitem__(args.index("--model") + 1, str(tmp)), "has no model_index.json"),
+        (lambda args, tmp: args.__setitem__(args.index("--output") + 1, str(tmp / "out.gif")), "must end in .mp4"),
+        (lambda args, tmp: args.__setitem__(args.index("--size") + 1, "40x32"), "multiple of 16"),
+        (lambda args, tmp: args.extend(["--mode", "ti2v"]), "takes no --pose"),
+        (lambda args, tmp: args.extend(["--frames", "13"]), "The pose has 9 frames"),
+        (lambda args, tmp: args.extend(["--reference-pose", "auto", "--pose-backend", "dwpose"]), "--dwpose-dir"),
+        (lambda args, tmp: args.extend(["--reference-pose", str(tmp / "ref.npz")]), "reference pose not found"),
+    ],
+    ids=[
+        "no-model",
+        "no-image",
+        "no-pose",
+        "not-a-pipeline",
+        "not-mp4",
+        "bad-size",
+        "ti2v-with-pose",
+        "long",
+        "dwpose-without-models",
+        "no-reference-pose",
+    ],  # fmt: skip
+)
+def test_bad_inputs_exit_with_code_2_and_say_why(model_dir, inputs, tmp_path, capsys, change, message):
+    args = generate_args(model_dir, inputs, tmp_path / "out.mp4")
+    change(args, tmp_path)
+    assert main(args) == EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_malformed_size_is_a_usage_error(model_dir, inputs, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(generate_args(model_dir, inputs, tmp_path / "out.mp4", "--size", "big"))
+    assert exit_info.value.code == EXIT_BAD_INPUT
+
+
+def test_help_reads_well():
+    result = subprocess.run(
+        [sys.executable, "-m", "animatex_pp.cli", "generate", "--help"], capture_output=True, text=True, check=True
+    )
+    for option in ("--model", "--image", "--pose", "--driving-video", "--prompt", "--output", "--frames", "--steps",
+                   "--guidance", "--seed", "--size", "--mode", "examples:", "Exit codes"):  # fmt: skip
+        assert option in result.stdout
+    result = subprocess.run(
+        [sys.executable, "-m", "animatex_pp.cli", "convert", "--help"], capture_output=True, text=True, check=True
+    )
+    for option in ("--base", "--checkpoint", "--motion-encoder", "--output"):
+        assert option in result.stdout
+
+
+# ----------------------------------------------------------------------------- convert
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    """A diffusers Wan2.1 I2V directory, a motion-encoder directory and a release in the official key names."""
+    from tests.models.test_convert import synthetic_release
+
+    folder = tmp_path_factory.mktemp("release")
+    components = tiny_components(seed=0)
+    motion_encoder = components.pop("motion_encoder")
+    base_config, _ = split_preset("tiny")
+    torch.manual_seed(0)
+    components["transformer"] = WanTransformer3DModel(**base_config).eval()
+    WanImageToVideoPipeline(**components).save_pretrained(folder / "wan")
+    motion_encoder.save_pretrained(folder / "clip")
+    state, _ = synthetic_release(components["transformer"])
+    torch.save(state, folder / "animate-x++.ckpt")
+    return folder
+
+
+def test_convert_builds_a_pipeline_directory_that_generates(release, inputs, tmp_path):
+    output = tmp_path / "animatex"
+    args = [
+        "convert", "--base", str(release / "wan"), "--checkpoint", str(release / "animate-x++.ckpt"),
+        "--motion-encoder", str(release / "clip"), "--output", str(output), "--preset", "tiny", "--dtype", "fp32",
+        "--scheduler", "euler",
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert not list(tmp_path.glob(".animatex*"))  # the staging directory was renamed into place
+    files = {path.suffix for path in output.rglob("*") if path.is_file()}
+    assert ".safetensors" in files and not files & {".bin", ".pt", ".ckpt"}
+
+    pipe = AnimateXPipeline.from_pretrained(output)
+    assert pipe.motion_encoder is not None and pipe.scheduler.config.shift == 5.0
+    # The released stream weights are loaded: the streams are no longer silent.
+    assert any(parameter.abs().sum() > 0 for parameter in pipe.transformer.pose_video_encoder.layers[-1].parameters())
+    assert main(generate_args(output, inputs, tmp_path / "out.mp4", "--no-preview")) == 0
+
+
+def test_convert_refuses_an_ipi_release_without_its_clip_and_an_existing_output(release, tmp_path, capsys):
+    base = ["convert", "--base", str(release / "wan"), "--checkpoint", str(release / "animate-x++.ckpt")]
+    assert main([*base, "--output", str(tmp_path / "out"), "--preset", "tiny"]) == EXIT_BAD_INPUT
+    assert "--motion-encoder" in capsys.readouterr().err
+    (tmp_path / "taken").mkdir()
+    assert main([*base, "--output", str(tmp_path / "taken"), "--motion-encoder", str(release / "clip")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["convert", "--base", str(tmp_path), "--checkpoint", "x.ckpt", "--output", "y"]) == EXIT_BAD_INPUT
+    assert "model_index.json" in capsys.readouterr().err
