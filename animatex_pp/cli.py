@@ -14,7 +14,7 @@ import sys
 
 from animatex_pp import __version__
 
-COMMAND_MODULES: list[str] = ["animatex_pp.pipelines.commands"]
+COMMAND_MODULES: list[str] = ["animatex_pp.pipelines.commands", "animatex_pp.pose.commands"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 

@@ -3,8 +3,9 @@
 Frames are RGB uint8 arrays `(frames, height, width, 3)`. Reading streams: frames are decoded one at a time and only
 the selected ones are kept, so a long video costs the memory of what is returned, not of the whole file.
 
-Frame selection, in this order: resample to `fps` (nearest source frame in time; repeats frames when `fps` exceeds
-the source rate), skip the first `start` frames of that sequence, keep every `stride`-th, stop after `max_frames`.
+Frame selection, in this order: resample to `fps` (the source frame on screen at each output time; repeats frames
+when `fps` exceeds the source rate), skip the first `start` frames of that sequence, keep every `stride`-th, stop
+after `max_frames`.
 """
 
 from __future__ import annotations
@@ -46,10 +47,12 @@ class VideoInfo:
 def source_frame_index(index: int, source_fps: float, target_fps: float) -> int:
     """The source frame shown at output frame `index` when a `source_fps` video is played at `target_fps`.
 
-    Nearest frame in time, halves rounded up, so that resampling at the source rate is the identity. Pose sequences
-    resample with the same rule, which keeps poses and video frames aligned.
+    The frame on screen at that moment, as a player shows it: each source frame lasts 1 / source_fps, so halving
+    the rate keeps every other frame and doubling it shows each frame twice. Pose sequences resample with the same
+    rule, which keeps poses and video frames aligned.
     """
-    return int(math.floor(index * source_fps / target_fps + 0.5))
+    # The small epsilon keeps exact multiples (3.0 computed as 2.9999999) on their frame.
+    return int(math.floor(index * source_fps / target_fps + 1e-6))
 
 
 def _check_readable(path: str | os.PathLike) -> Path:
@@ -71,6 +74,9 @@ def _open(path: Path) -> av.container.InputContainer:
     if not container.streams.video:
         container.close()
         raise ValueError(f"{path} has no video stream")
+    if container.streams.video[0].codec_context is None:
+        container.close()
+        raise ValueError(f"cannot read video file {path}: its video stream is corrupt or truncated (no codec)")
     return container
 
 
@@ -91,7 +97,8 @@ def video_info(path: str | os.PathLike) -> VideoInfo:
         num_frames = stream.frames
         if not num_frames and stream.duration is not None:
             num_frames = round(float(stream.duration * stream.time_base) * fps)
-        return VideoInfo(num_frames=int(num_frames or 0), fps=fps, height=stream.height, width=stream.width)
+        height, width = stream.codec_context.height, stream.codec_context.width
+        return VideoInfo(num_frames=int(num_frames or 0), fps=fps, height=height, width=width)
 
 
 def check_selection(fps: float | None, stride: int, start: int, max_frames: int | None) -> None:
