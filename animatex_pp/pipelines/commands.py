@@ -181,7 +181,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from animatex_pp.data.preview import write_contact_sheet, write_preview_video
     from animatex_pp.data.video import read_video, write_video
     from animatex_pp.pipelines.pipeline_animatex import OFFICIAL_NEGATIVE_PROMPT, AnimateXPipeline
-    from animatex_pp.pose import extract, render
+    from animatex_pp.pose import extract
 
     # 2. Read the inputs
     image = PIL.Image.open(image_path).convert("RGB")
@@ -241,11 +241,9 @@ def run_generate(args: argparse.Namespace) -> int:
     video = (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)
     write_video(output, video, fps)
     print(f"wrote {output} ({len(video)} frames, {width}x{height}, {fps:g} fps)")
-    pose_frames = None
-    if pose is not None:
-        pose_frames = render(pose, height, width, output="np") if not isinstance(pose, np.ndarray) else pose
+    pose_frames, reference_skeleton = _preview_poses(pose, reference_pose, args.retarget, height, width, len(video))
     if preview is not None:
-        write_contact_sheet(preview, image, pose_frames, video, reference_pose=_preview_reference(reference_pose))
+        write_contact_sheet(preview, image, pose_frames, video, reference_pose=reference_skeleton)
         print(f"wrote {preview}")
     if args.preview_video:
         preview_video = output.with_suffix(".preview.mp4")
@@ -254,17 +252,18 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _preview_reference(reference_pose):
-    """The reference skeleton as an image for the contact sheet (first frame of a PoseSequence)."""
-    if reference_pose is None:
-        return None
+def _preview_poses(pose, reference_pose, retarget_pose: bool, height: int, width: int, num_frames: int):
+    """The pose frames the model was driven by, and the reference skeleton, as images for the previews."""
+    from animatex_pp.pose import render, retarget
     from animatex_pp.pose.sequence import PoseSequence
 
+    if isinstance(pose, PoseSequence):
+        if retarget_pose:
+            pose = retarget(pose, reference_pose)
+        pose = render(pose[:num_frames], height, width)
     if isinstance(reference_pose, PoseSequence):
-        from animatex_pp.pose import render
-
-        return render(reference_pose, 256, 256, output="np")[0]
-    return reference_pose
+        reference_pose = render(reference_pose[0], height, width)[0]
+    return pose, reference_pose
 
 
 # ----------------------------------------------------------------------------- convert

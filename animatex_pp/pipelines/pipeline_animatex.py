@@ -50,7 +50,7 @@ from animatex_pp.pipelines.windowing import (
     default_overlap,
     plan_windows,
 )
-from animatex_pp.pose import render, retarget
+from animatex_pp.pose import iter_render, render, retarget
 from animatex_pp.pose.sequence import PoseSequence
 
 logger = logging.get_logger(__name__)
@@ -425,6 +425,11 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         return resized
 
     @staticmethod
+    def _first_frames(video, count: int):
+        """The first `count` frames of a video input, before any conversion ((3, F, H, W) tensors: along axis 1)."""
+        return video[:, :count] if isinstance(video, torch.Tensor) else video[:count]
+
+    @staticmethod
     def _pad_frames(frames, length: int):
         """Repeat the last frame up to `length` frames (the official script pads short driving videos this way)."""
         missing = length - len(frames)
@@ -475,18 +480,23 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         if retarget_pose:
             pose = retarget(pose, reference_pose)
         if isinstance(pose, PoseSequence):
-            pose_frames = render(pose, height, width, output="np")
+            pose = pose[: plan.num_frames]
+            pose_frames = np.empty((len(pose), height, width, 3), np.uint8)
+            # Frame by frame into one array: `render` would hold the list of frames and their stack at once.
+            for index, frame in enumerate(iter_render(pose, height, width)):
+                pose_frames[index] = frame
             keypoints = torch.tensor(pose.ipi_keypoints(conf_threshold=keypoint_conf_threshold))
-            keypoints = self._pad_frames(keypoints[: plan.num_frames].float(), length)
+            keypoints = self._pad_frames(keypoints, length)
         else:
-            pose_frames = self._resize_frames(as_uint8_video(pose), height, width)
+            pose_frames = self._resize_frames(as_uint8_video(self._first_frames(pose, plan.num_frames)), height, width)
             keypoints = None
-        pose_frames = self._pad_frames(pose_frames[: plan.num_frames], length)
+        pose_frames = self._pad_frames(pose_frames, length)
 
         driving_embeds = None
         if plan.use_ipi:
             if driving_video is not None:
-                driving_embeds = self.encode_driving_frames(as_uint8_video(driving_video)[: plan.num_frames])
+                driving_frames = as_uint8_video(self._first_frames(driving_video, plan.num_frames))
+                driving_embeds = self.encode_driving_frames(driving_frames)
             else:
                 # No driving frames: CLIP sees the rendered skeletons instead (DESIGN §3), which carry the motion.
                 driving_embeds = self.encode_driving_frames(pose_frames[: plan.num_frames])
@@ -497,7 +507,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         reference = None
         if reference_pose is not None:
             if isinstance(reference_pose, PoseSequence):
-                reference_image = render(reference_pose, height, width, output="np")[0]
+                reference_image = render(reference_pose[0], height, width, output="np")[0]
             else:
                 reference_image = self._resize_frames(as_uint8_image(reference_pose)[None], height, width)[0]
             # (H, W, 3) -> (B, 3, H, W) in [0, 1]
