@@ -1,4 +1,4 @@
-"""Make the pictures of docs/pose.md from the shared sample assets (MediaPipe backend, runs on CPU in ~20 s).
+"""Make the pictures of docs/pose.md from the shared sample assets (MediaPipe backend, a few seconds on CPU).
 
     python docs/scripts/make_pose_figures.py [--assets ../shared/assets] [--out docs/figures]
 
