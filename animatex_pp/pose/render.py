@@ -160,13 +160,16 @@ def render(
     """
     if output not in ("np", "pt"):
         raise ValueError(f"output must be 'np' (uint8 frames) or 'pt' (float tensor (3, F, H, W)), got {output!r}")
+    # Each frame goes straight into its slot of the output, so the video is held once (no list of frames to stack);
+    # for the tensor a frame-sized permute is also much faster than permuting the whole video.
     frames = iter_render(pose, height, width, **options)
     if output == "np":
-        return np.stack(list(frames))  # (F, H, W, 3)
+        video = np.empty((len(pose), height, width, 3), dtype=np.uint8)
+        for index, frame in enumerate(frames):
+            video[index] = frame
+        return video
     import torch
 
-    # Each frame goes straight into its slot of the (3, F, H, W) tensor: no uint8 copy of the whole video, and a
-    # frame-sized permute is much faster than permuting the stacked video.
     video = torch.empty((3, len(pose), height, width), dtype=torch.float32)
     for index, frame in enumerate(frames):
         video[:, index] = torch.from_numpy(frame).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
