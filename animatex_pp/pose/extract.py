@@ -81,7 +81,8 @@ def _frames_source(
             return iter([frame]), 1, None, True
         frames = iter_video(path, fps=fps, stride=stride, start=start, max_frames=max_frames)
         info = video_info(path)
-        total = count_selected(info.num_frames, info.fps, fps, stride, start, max_frames)
+        # The header's frame count may be missing (0): then the progress bar just counts.
+        total = count_selected(info.num_frames, info.fps, fps, stride, start, max_frames) if info.num_frames else None
         return frames, total, selected_fps(info.fps, fps, stride), False
     if isinstance(video_or_frames, Image.Image) or (
         isinstance(video_or_frames, np.ndarray) and video_or_frames.ndim == 3

@@ -19,6 +19,7 @@ FEET_START = sk.NUM_BODY
 HANDS_START = FEET_START + sk.NUM_FEET
 FACE_START = HANDS_START + 2 * sk.NUM_HAND
 NUM_POINTS = FACE_START + sk.NUM_FACE
+PART_STARTS = (("body", 0), ("feet", FEET_START), ("hands", HANDS_START), ("face", FACE_START))
 ROOT = sk.NECK
 
 BODY_PARENTS = {
@@ -81,7 +82,7 @@ def to_points(pose: PoseSequence) -> tuple[np.ndarray, np.ndarray]:
     num_frames = len(pose)
     points = np.zeros((num_frames, NUM_POINTS, 2), dtype=np.float64)
     conf = np.zeros((num_frames, NUM_POINTS), dtype=np.float64)
-    for name, start in (("body", 0), ("feet", FEET_START), ("hands", HANDS_START), ("face", FACE_START)):
+    for name, start in PART_STARTS:
         part = getattr(pose, name)
         if part is None:
             continue
@@ -104,7 +105,7 @@ def from_points(
     width, height = width or pose.width, height or pose.height
     normalised = points / (width, height)
     changes = {"width": width, "height": height}
-    for name, start in (("body", 0), ("feet", FEET_START), ("hands", HANDS_START), ("face", FACE_START)):
+    for name, start in PART_STARTS:
         part = getattr(pose, name)
         if part is None:
             continue
