@@ -11,6 +11,7 @@ from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
 
 from animatex_pp.cli import EXIT_BAD_INPUT, main
 from animatex_pp.data.video import read_video, write_video
+from animatex_pp.models.convert import animatex_from_wan
 from animatex_pp.models.presets import split_preset
 from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
 from animatex_pp.testing import tiny_components, tiny_pipeline
@@ -180,7 +181,6 @@ def test_convert_builds_a_pipeline_directory_that_generates(release, inputs, tmp
     args = [
         "convert", "--base", str(release / "wan"), "--checkpoint", str(release / "animate-x++.ckpt"),
         "--motion-encoder", str(release / "clip"), "--output", str(output), "--preset", "tiny", "--dtype", "fp32",
-        "--scheduler", "euler",
     ]  # fmt: skip
     assert main(args) == 0
     assert not list(tmp_path.glob(".animatex*"))  # the staging directory was renamed into place
@@ -188,9 +188,18 @@ def test_convert_builds_a_pipeline_directory_that_generates(release, inputs, tmp
     assert ".safetensors" in files and not files & {".bin", ".pt", ".ckpt"}
 
     pipe = AnimateXPipeline.from_pretrained(output)
-    assert pipe.motion_encoder is not None and pipe.scheduler.config.shift == 5.0
-    # The released stream weights are loaded: the streams are no longer silent.
-    assert any(parameter.abs().sum() > 0 for parameter in pipe.transformer.pose_video_encoder.layers[-1].parameters())
+    assert pipe.motion_encoder is not None
+    # The official sampler setting on diffusers' Wan scheduler: UniPC on flow sigmas, shift 5.
+    assert type(pipe.scheduler).__name__ == "UniPCMultistepScheduler"
+    assert pipe.scheduler.config.use_flow_sigmas and pipe.scheduler.config.flow_shift == 5.0
+    # The transformer is the base with the release applied by the model's own importer, weight for weight.
+    base = WanTransformer3DModel.from_pretrained(release / "wan", subfolder="transformer")
+    expected = animatex_from_wan(base, str(release / "animate-x++.ckpt"), **split_preset("tiny")[1]).state_dict()
+    converted = pipe.transformer.state_dict()
+    assert converted.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(converted[key], value, rtol=0, atol=0, msg=key)
+    assert pipe.transformer.pose_video_encoder.layers[-1].weight.abs().sum() > 0  # the streams are no longer silent
     assert main(generate_args(output, inputs, tmp_path / "out.mp4", "--no-preview")) == 0
 
 

@@ -369,8 +369,8 @@ def register(subparsers) -> None:
     generate = subparsers.add_parser(
         "generate",
         help="animate a reference image with a pose sequence (or a prompt) and write an MP4",
-        description="Animate the character in --image with the poses of --pose or --driving-video "
-        "(Animate-X++), or with the prompt alone (--mode ti2v).",
+        description="Animate the character in --image with the poses of --pose or --driving-video (Animate-X++),\n"
+        "or with the prompt alone (--mode ti2v).",
         epilog=GENERATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -443,7 +443,7 @@ def register(subparsers) -> None:
     convert = subparsers.add_parser(
         "convert",
         help="build a pipeline directory from Wan2.1 I2V and a released Animate-X++ checkpoint",
-        description="Combine a diffusers-format Wan2.1 I2V model with a released Animate-X++ checkpoint "
+        description="Combine a diffusers-format Wan2.1 I2V model with a released Animate-X++ checkpoint\n"
         "(LoRA merged, pose streams loaded) and a CLIP motion encoder into one AnimateXPipeline directory.",
         epilog=CONVERT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

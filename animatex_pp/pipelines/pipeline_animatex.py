@@ -13,7 +13,9 @@ its LoRA loading. What it writes by hand, and why:
 - the denoising loop, which runs the transformer per window (`animatex_pp.pipelines.windowing`) and passes the pose
   streams; classifier-free guidance as the official code does it: the negative pass gets the negative prompt and no
   explicit pose video, and keeps the IPI, the reference pose and the image conditions;
-- the decode, which trims the frames added to fill the IPI's fixed window.
+- the decode, which trims the frames added to fill the IPI's fixed window;
+- `from_pretrained`, which loads the transformer through its own class: diffusers checks a component against base
+  classes looked up in the component's module, which `animatex_pp.models.transformer` does not re-export.
 """
 
 from __future__ import annotations
@@ -163,9 +165,9 @@ class AnimateXPipeline(WanImageToVideoPipeline):
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """`DiffusionPipeline.from_pretrained`, with the transformer loaded through its own class.
 
-        diffusers checks a component by looking up its base classes (`ModelMixin`, ...) in the module named in
-        `model_index.json`, and `animatex_pp.models.transformer` does not re-export them; so the transformer is
-        loaded here, the rest of the pipeline by diffusers without it, and the two are joined.
+        diffusers checks a component (even one passed in) against base classes (`ModelMixin`, ...) looked up in the
+        module named in `model_index.json`, and `animatex_pp.models.transformer` does not re-export them; so the
+        transformer is loaded here, the rest of the pipeline by diffusers without it, and the two are joined.
         """
         transformer = kwargs.pop("transformer", None)
         if transformer is None:
