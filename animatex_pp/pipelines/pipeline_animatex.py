@@ -52,7 +52,7 @@ from animatex_pp.pipelines.windowing import (
     default_overlap,
     plan_windows,
 )
-from animatex_pp.pose import iter_render, render, retarget
+from animatex_pp.pose import render, retarget
 from animatex_pp.pose.sequence import PoseSequence
 
 logger = logging.get_logger(__name__)
@@ -483,10 +483,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
             pose = retarget(pose, reference_pose)
         if isinstance(pose, PoseSequence):
             pose = pose[: plan.num_frames]
-            pose_frames = np.empty((len(pose), height, width, 3), np.uint8)
-            # Frame by frame into one array: `render` would hold the list of frames and their stack at once.
-            for index, frame in enumerate(iter_render(pose, height, width)):
-                pose_frames[index] = frame
+            pose_frames = render(pose, height, width, output="np")
             keypoints = torch.tensor(pose.ipi_keypoints(conf_threshold=keypoint_conf_threshold))
             keypoints = self._pad_frames(keypoints, length)
         else:
