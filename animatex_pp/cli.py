@@ -22,7 +22,9 @@ EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="animatex-pp",
-        description="Animate any character from one reference image and a driving pose sequence (Animate-X++ on Wan2.1).",
+        description=(
+            "Animate any character from one reference image and a driving pose sequence (Animate-X++ on Wan2.1)."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"animatex-pp {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

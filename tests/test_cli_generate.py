@@ -66,7 +66,6 @@ def test_generate_writes_the_video_and_a_preview(model_dir, inputs, tmp_path):
 
 
 def test_generate_extracts_poses_from_a_driving_video(model_dir, shared_assets, tmp_path):
-    pytest.importorskip("mediapipe", reason="pose extraction needs the `pose` extra")
     output = tmp_path / "girl.mp4"
     args = [
         "generate", "--model", str(model_dir), "--image", str(shared_assets / "images" / "anime_girl.jpeg"),

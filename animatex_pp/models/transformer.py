@@ -25,8 +25,13 @@ from diffusers import WanTransformer3DModel
 from diffusers.configuration_utils import register_to_config
 from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
+
+# Re-exported on purpose: a pipeline's `from_pretrained` looks the loadable base classes up in the module that
+# `model_index.json` names for a component, and for this model that is this module.
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 from diffusers.models.transformers.transformer_wan import WanTransformerBlock
 from diffusers.utils import apply_lora_scale, logging
+from diffusers.utils.accelerate_utils import apply_forward_hook
 
 from animatex_pp.models.pose_streams import (
     ImplicitPoseIndicator,
@@ -448,6 +453,7 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
 
     # ------------------------------------------------------------------ forward
 
+    @apply_forward_hook  # with CPU offload, moves the model onto the execution device as `forward` does
     def encode_pose_conditions(
         self,
         pose_video: torch.Tensor | None = None,

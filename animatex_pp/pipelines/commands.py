@@ -259,7 +259,7 @@ def _preview_poses(pose, reference_pose, retarget_pose: bool, height: int, width
 
     if isinstance(pose, PoseSequence):
         if retarget_pose:
-            pose = retarget(pose, reference_pose)
+            pose = retarget(pose, reference_pose[0])
         pose = render(pose[:num_frames], height, width)
     if isinstance(reference_pose, PoseSequence):
         reference_pose = render(reference_pose[0], height, width)[0]

@@ -13,9 +13,7 @@ its LoRA loading. What it writes by hand, and why:
 - the denoising loop, which runs the transformer per window (`animatex_pp.pipelines.windowing`) and passes the pose
   streams; classifier-free guidance as the official code does it: the negative pass gets the negative prompt and no
   explicit pose video, and keeps the IPI, the reference pose and the image conditions;
-- the decode, which trims the frames added to fill the IPI's fixed window;
-- `from_pretrained`, which loads the transformer through its own class: diffusers checks a component against base
-  classes looked up in the component's module, which `animatex_pp.models.transformer` does not re-export.
+- the decode, which trims the frames added to fill the IPI's fixed window.
 """
 
 from __future__ import annotations
@@ -35,7 +33,6 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.pipelines.wan.pipeline_output import WanPipelineOutput
 from diffusers.pipelines.wan.pipeline_wan_i2v import retrieve_latents
 from diffusers.utils import logging
-from diffusers.utils.accelerate_utils import apply_forward_hook
 from diffusers.utils.torch_utils import get_module_execution_device, randn_tensor
 from diffusers.video_processor import VideoProcessor
 from transformers import CLIPVisionModel, CLIPVisionModelWithProjection, UMT5EncoderModel
@@ -160,30 +157,6 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         self.vae_scale_factor_spatial = self.vae.config.scale_factor_spatial if getattr(self, "vae", None) else 8
         self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
         self.image_processor = image_processor
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        """`DiffusionPipeline.from_pretrained`, with the transformer loaded through its own class.
-
-        diffusers checks a component (even one passed in) against base classes (`ModelMixin`, ...) looked up in the
-        module named in `model_index.json`, and `animatex_pp.models.transformer` does not re-export them; so the
-        transformer is loaded here, the rest of the pipeline by diffusers without it, and the two are joined.
-        """
-        transformer = kwargs.pop("transformer", None)
-        if transformer is None:
-            dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
-            if isinstance(dtype, dict):
-                dtype = dtype.get("transformer", dtype.get("default"))
-            shared = ("cache_dir", "revision", "token", "local_files_only", "variant", "use_safetensors")
-            transformer = AnimateXTransformer3DModel.from_pretrained(
-                pretrained_model_name_or_path,
-                subfolder="transformer",
-                dtype=dtype,
-                **{key: kwargs[key] for key in shared if key in kwargs},
-            )
-        pipe = super().from_pretrained(pretrained_model_name_or_path, transformer=None, **kwargs)
-        pipe.register_modules(transformer=transformer)
-        return pipe
 
     # ------------------------------------------------------------------ checks
 
@@ -480,7 +453,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         """
         length = plan.generation_frames
         if retarget_pose:
-            pose = retarget(pose, reference_pose)
+            pose = retarget(pose, reference_pose[0])
         if isinstance(pose, PoseSequence):
             pose = pose[: plan.num_frames]
             pose_frames = render(pose, height, width, output="np")
@@ -538,10 +511,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
             # (F_w, 18, 2) -> (B, F_w, 18, 2); (F_w, D) -> (B, F_w, D)
             inputs["pose_keypoints"] = pose_inputs.keypoints[frames].to(device).expand(batch_size, -1, -1, -1)
             inputs["driving_image_embeds"] = pose_inputs.driving_embeds[frames].to(device).expand(batch_size, -1, -1)
-        # Like diffusers' `apply_forward_hook` on `vae.encode`: a method other than `forward` must still bring an
-        # offloaded transformer onto the execution device first.
-        encode = apply_forward_hook(AnimateXTransformer3DModel.encode_pose_conditions)
-        return encode(self.transformer, **inputs, batch_size=batch_size)
+        return self.transformer.encode_pose_conditions(**inputs, batch_size=batch_size)
 
     def prepare_condition(
         self, image: torch.Tensor, batch_size: int, num_frames: int, dtype: torch.dtype, device: torch.device

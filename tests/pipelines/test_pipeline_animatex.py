@@ -244,6 +244,14 @@ def test_keypoint_threshold_and_retargeting_reach_the_ipi(pipe):
     torch.testing.assert_close(spy.calls[1]["pose_video"][0], render(retargeted, SIZE, SIZE, output="pt"))
 
 
+def test_a_multi_frame_reference_pose_retargets_to_its_first_frame(pipe):
+    pose, references = pose_sequence(9), pose_sequence(3, seed=7)
+    with EncodedPoses(pipe) as spy:
+        generate(pipe, pose=pose, reference_pose=references, retarget_pose=True)
+    retargeted = retarget(pose, references[0])
+    torch.testing.assert_close(spy.calls[0]["pose_keypoints"][0], torch.tensor(retargeted.ipi_keypoints()))
+
+
 def test_without_a_motion_encoder_the_ipi_is_skipped_with_a_warning(caplog):
     components = tiny_components(seed=0)
     components["motion_encoder"] = None

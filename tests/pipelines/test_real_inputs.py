@@ -14,7 +14,6 @@ HEIGHT, WIDTH = 80, 48  # the portrait aspect of the assets (1216 x 768), in mul
 
 
 def test_dance_video_animates_the_anime_girl_and_round_trips_through_mp4(shared_assets, tmp_path):
-    pytest.importorskip("mediapipe", reason="pose extraction needs the `pose` extra")
     frames, fps = read_video(shared_assets / "videos" / "dance_anime_32f.mp4")
     assert frames.shape == (32, 1216, 768, 3) and fps == pytest.approx(8)
     image = PIL.Image.open(shared_assets / "images" / "anime_girl.jpeg").convert("RGB")
