@@ -7,7 +7,6 @@ arrays or tensors in [0, 1]) to uint8 arrays, which the pipeline uses for its in
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import PIL.ImageFont
 import torch
 
 from animatex_pp.data.video import write_video
+from animatex_pp.files import atomic_output
 
 # Cells of a contact sheet are enlarged to at least this height, so tiny test outputs stay legible.
 MIN_SHEET_CELL_HEIGHT = 128
@@ -156,14 +156,8 @@ def write_contact_sheet(
         raise ValueError(f"the contact sheet is a PNG; give a path ending in .png, got {path}")
     sheet = contact_sheet(reference, pose, output, num_columns=num_columns, reference_pose=reference_pose)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=".png", prefix=f".{path.stem}.", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_output(path) as temporary:
         sheet.save(temporary, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
 
 

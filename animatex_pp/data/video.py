@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import av
 import numpy as np
+
+from animatex_pp.files import atomic_output
 
 __all__ = [
     "VideoInfo",
@@ -238,16 +239,10 @@ def write_video(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarra
     if isinstance(frames, np.ndarray) and (frames.ndim != 4 or len(frames) == 0):
         raise ValueError(f"frames must be a non-empty array (frames, height, width, 3), got shape {frames.shape}")
 
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
-    os.close(handle)
-    try:
-        count = _encode(Path(temp_name), frames, fps, crf)
+    with atomic_output(path) as temporary:
+        count = _encode(temporary, frames, fps, crf)
         if count == 0:
             raise ValueError(f"no frames given to write to {path}")
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -29,6 +29,7 @@ import torch
 from diffusers import WanTransformer3DModel
 from safetensors.torch import load_file, save_file
 
+from animatex_pp.files import atomic_output
 from animatex_pp.models.pose_streams import sinusoidal_position_table
 from animatex_pp.models.transformer import AnimateXTransformer3DModel
 
@@ -252,6 +253,5 @@ def save_safetensors(state_dict: dict[str, torch.Tensor], path: str | os.PathLik
     """Write tensors to `path` as safetensors, atomically (a temporary file renamed into place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    save_file({key: value.contiguous() for key, value in state_dict.items()}, temporary)
-    os.replace(temporary, path)
+    with atomic_output(path) as temporary:
+        save_file({key: value.contiguous() for key, value in state_dict.items()}, temporary)

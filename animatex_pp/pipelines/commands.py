@@ -7,9 +7,6 @@ Every file argument is checked before a model is loaded: a missing file is a `Fi
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif"}
@@ -298,6 +295,7 @@ def run_convert(args: argparse.Namespace) -> int:
     from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler, WanImageToVideoPipeline
     from transformers import CLIPVisionModelWithProjection
 
+    from animatex_pp.files import atomic_directory
     from animatex_pp.models.convert import animatex_from_wan, convert_animatex_state_dict, load_animatex_checkpoint
     from animatex_pp.models.presets import split_preset
     from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
@@ -349,15 +347,8 @@ def run_convert(args: argparse.Namespace) -> int:
     )
 
     # 4. Save beside the destination, then rename into place
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    try:
+    with atomic_directory(output) as staging:
         pipe.save_pretrained(staging, safe_serialization=True)
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     print(f"wrote {output} (implicit pose indicator: {'yes' if has_ipi else 'no'}, transformer {args.dtype})")
     return 0
 

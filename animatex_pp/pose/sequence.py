@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from animatex_pp.data.video import source_frame_index
+from animatex_pp.files import atomic_output
 from animatex_pp.pose.skeleton import CONF_THRESHOLD, NUM_BODY, NUM_FACE, NUM_FEET, NUM_HAND
 
 __all__ = ["PoseSequence"]
@@ -180,19 +180,13 @@ class PoseSequence:
             raise ValueError(f"save a PoseSequence as .npz or .json, got {path}")
         if not path.parent.is_dir():
             raise FileNotFoundError(f"folder {path.parent} does not exist: create it before saving {path.name}")
-        handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as file:
-                if suffix == ".npz":
-                    meta = {"format": np.array(FORMAT), "width": np.array(self.width), "height": np.array(self.height)}
-                    meta["fps"] = np.array(np.nan if self.fps is None else self.fps, dtype=np.float64)
-                    np.savez_compressed(file, **meta, **self._arrays())
-                else:
-                    file.write(json.dumps(self.to_dict()).encode("utf-8"))
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        with atomic_output(path) as temporary, open(temporary, "wb") as file:
+            if suffix == ".npz":
+                meta = {"format": np.array(FORMAT), "width": np.array(self.width), "height": np.array(self.height)}
+                meta["fps"] = np.array(np.nan if self.fps is None else self.fps, dtype=np.float64)
+                np.savez_compressed(file, **meta, **self._arrays())
+            else:
+                file.write(json.dumps(self.to_dict()).encode("utf-8"))
         return path
 
     def to_dict(self) -> dict[str, Any]:
