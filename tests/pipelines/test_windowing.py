@@ -47,16 +47,20 @@ def test_blend_weights_sum_to_one_and_ramp_across_seams():
     for window, weight in zip(windows, weights, strict=True):
         total[window.start : window.stop] += weight
     torch.testing.assert_close(total, torch.ones(7))
-    # Frame 2 is shared by windows 0 and 1 half and half; the outer frames belong to one window.
-    torch.testing.assert_close(weights[0], torch.tensor([1.0, 1.0, 0.5]))
-    torch.testing.assert_close(weights[1], torch.tensor([0.5, 1.0, 0.5]))
+    # One-frame overlaps: the later window's first frame is its reference-conditioned one, so the earlier window
+    # owns the shared frame outright.
+    torch.testing.assert_close(weights[0], torch.tensor([1.0, 1.0, 1.0]))
+    torch.testing.assert_close(weights[1], torch.tensor([0.0, 1.0, 1.0]))
+    torch.testing.assert_close(weights[2], torch.tensor([0.0, 1.0, 1.0]))
 
 
 def test_blend_weights_ramp_linearly_over_long_overlaps():
     windows = plan_windows(38, 21, 4)  # [0, 21), [17, 38)
     first, second = blend_weights(windows, 38)
-    torch.testing.assert_close(first[17:], torch.tensor([0.8, 0.6, 0.4, 0.2]))
-    torch.testing.assert_close(second[:4], torch.tensor([0.2, 0.4, 0.6, 0.8]))
+    # The second window's first 2 latent frames stay out (as the official pipeline); the other 2 ramp.
+    torch.testing.assert_close(first[17:], torch.tensor([1.0, 1.0, 2 / 3, 1 / 3]))
+    torch.testing.assert_close(second[:4], torch.tensor([0.0, 0.0, 1 / 3, 2 / 3]))
+    assert (first[:17] == 1).all() and (second[4:] == 1).all()
 
 
 def test_carried_frames_are_the_overlap_with_earlier_windows():
