@@ -11,6 +11,7 @@ after `max_frames`.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ import numpy as np
 from animatex_pp.files import atomic_output
 
 __all__ = [
+    "DEFAULT_FPS",
+    "IMAGE_SUFFIXES",
     "VideoInfo",
     "check_selection",
     "count_selected",
@@ -33,6 +36,12 @@ __all__ = [
     "video_info",
     "write_video",
 ]
+
+# Still-image files that the commands take where a video is also accepted (everything else is read as a video).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+# Frame rate for frames that have none of their own (a single image, a pose without fps): Wan2.1's rate, at which
+# the base model was trained and generates.
+DEFAULT_FPS = 16.0
 
 
 @dataclass(frozen=True)
@@ -106,11 +115,12 @@ def check_selection(fps: float | None, stride: int, start: int, max_frames: int 
     """Raise a ValueError naming the first frame-selection argument out of range."""
     if fps is not None and not fps > 0:
         raise ValueError(f"fps must be a positive number or None (the video's own rate), got {fps}")
-    if not isinstance(stride, int) or stride < 1:
+    # numbers.Integral also admits numpy integers (a frame count computed with numpy).
+    if not isinstance(stride, numbers.Integral) or stride < 1:
         raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
-    if not isinstance(start, int) or start < 0:
+    if not isinstance(start, numbers.Integral) or start < 0:
         raise ValueError(f"start must be an integer >= 0, got {start!r}")
-    if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
+    if max_frames is not None and (not isinstance(max_frames, numbers.Integral) or max_frames < 1):
         raise ValueError(f"max_frames must be an integer >= 1 or None, got {max_frames!r}")
 
 
@@ -140,36 +150,34 @@ def iter_video(
 ) -> Iterator[np.ndarray]:
     """Yield the selected frames of a video as RGB uint8 arrays `(height, width, 3)`, decoding as it goes.
 
-    Arguments are checked and the file is opened before the first frame is asked for, so that a bad call fails at
-    once rather than inside a consumer's loop.
+    Arguments are checked and the file's header is read before the first frame is asked for, so that a bad call fails
+    at once rather than inside a consumer's loop. The file stays open only while frames are being read: a generator
+    that is never iterated holds nothing open.
     """
     check_selection(fps, stride, start, max_frames)
-    path = _check_readable(path)
-    container = _open(path)
-    source_fps = _stream_fps(container.streams.video[0], path)
-    return _decode_selected(container, path, source_fps, fps or source_fps, stride, start, max_frames)
+    source_fps = video_info(path).fps
+    return _decode_selected(Path(path), source_fps, fps, stride, start, max_frames)
 
 
 def _decode_selected(
-    container: av.container.InputContainer,
-    path: Path,
-    source_fps: float,
-    target_fps: float,
-    stride: int,
-    start: int,
-    max_frames: int | None,
+    path: Path, source_fps: float, fps: float | None, stride: int, start: int, max_frames: int | None
 ) -> Iterator[np.ndarray]:
+    target_fps = fps or source_fps
+
     # Output frame k shows resampled frame start + k * stride, which is source frame source_frame_index(...).
     def wanted(k: int) -> int:
         return source_frame_index(start + k * stride, source_fps, target_fps)
 
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    returned = 0
-    next_source = wanted(0)
-    with container:
+    # Opened here, in the generator body, so the `with` closes it when the generator ends, is closed or is collected.
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        returned = 0
+        decoded = 0
+        next_source = wanted(0)
         try:
             for source_index, frame in enumerate(container.decode(stream)):
+                decoded = source_index + 1
                 if source_index < next_source:
                     continue
                 image = frame.to_ndarray(format="rgb24")
@@ -184,6 +192,15 @@ def _decode_selected(
             raise ValueError(
                 f"video file {path} is corrupt: decoding failed after {returned} frames ({error})"
             ) from error
+        # A file cut short can decode without an error: its header's frame count is the only sign (0 when unknown).
+        if stream.frames:
+            expected = count_selected(stream.frames, source_fps, fps, stride, start, max_frames)
+            if returned < expected:
+                raise ValueError(
+                    f"video file {path} decoded {returned} of {expected} frames: the file is truncated or corrupt "
+                    f"(its header lists {stream.frames} frames, {decoded} could be decoded); re-export or "
+                    "re-download it"
+                )
 
 
 def read_video(
@@ -201,7 +218,7 @@ def read_video(
     """
     check_selection(fps, stride, start, max_frames)
     source_fps = video_info(path).fps
-    frames = list(iter_video(path, fps=fps, stride=stride, start=start, max_frames=max_frames))
+    frames = list(_decode_selected(Path(path), source_fps, fps, stride, start, max_frames))
     if not frames:
         raise ValueError(
             f"no frames selected from {path}: start={start} is past the end of the video "

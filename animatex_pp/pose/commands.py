@@ -7,12 +7,13 @@ Inputs are checked (files exist, output folders exist, suffixes known) before an
 from __future__ import annotations
 
 import argparse
+from collections.abc import Set
 from pathlib import Path
 
-POSE_SUFFIXES = {".npz", ".json"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-# Frame rate of a rendered single pose (no fps of its own): Wan2.1's rate.
-DEFAULT_FPS = 16.0
+from animatex_pp.data.video import DEFAULT_FPS, IMAGE_SUFFIXES
+from animatex_pp.pose.skeleton import CONF_THRESHOLD
+
+POSE_SUFFIXES = frozenset({".npz", ".json"})
 
 EPILOG = """\
 examples:
@@ -26,7 +27,7 @@ Exit codes: 0 done, 1 failed, 2 bad arguments or files.
 """
 
 
-def _input_file(path: str, what: str, suffixes: set[str] | None = None) -> Path:
+def _input_file(path: str, what: str, suffixes: Set[str] | None = None) -> Path:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
@@ -35,7 +36,7 @@ def _input_file(path: str, what: str, suffixes: set[str] | None = None) -> Path:
     return path
 
 
-def _output_file(path: str, suffixes: set[str]) -> Path:
+def _output_file(path: str, suffixes: Set[str]) -> Path:
     path = Path(path)
     if path.suffix.lower() not in suffixes:
         raise ValueError(f"--out must end in {' or '.join(sorted(suffixes))}, got {path.name}")
@@ -72,7 +73,7 @@ def _extract(args: argparse.Namespace) -> int:
         **options,
     )
     pose.save(out)
-    detected = (pose.body_conf >= 0.3).all(axis=1).mean()
+    detected = (pose.body_conf >= CONF_THRESHOLD).all(axis=1).mean()
     print(f"wrote {out}: {pose}; full body found on {detected:.0%} of frames")
     return 0
 

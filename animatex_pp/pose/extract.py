@@ -16,13 +16,19 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from animatex_pp.data.video import check_selection, count_selected, iter_video, selected_fps, video_info
+from animatex_pp.data.video import (
+    IMAGE_SUFFIXES,
+    check_selection,
+    count_selected,
+    iter_video,
+    selected_fps,
+    video_info,
+)
 from animatex_pp.pose.sequence import PoseSequence
 
 __all__ = ["BACKENDS", "PoseBackend", "extract", "make_backend"]
 
 BACKENDS = ("dwpose", "mediapipe")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 class PoseBackend(Protocol):

@@ -1,7 +1,9 @@
 """Video I/O: frame selection (fps resampling, stride, start, max_frames), errors that name the file, round trips."""
 
+import os
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -117,6 +119,67 @@ def test_corrupt_files(tmp_path, numbered_video):
     truncated.write_bytes(numbered_video.read_bytes()[:1500])
     with pytest.raises(ValueError, match="truncated.mp4"):
         read_video(truncated)
+
+
+def write_header_first_video(path: Path, frames: np.ndarray, fps: int) -> Path:
+    """An MP4 with its index (moov) before the frames, as streaming exports have it: a truncated copy still opens."""
+    with av.open(str(path), mode="w", format="mp4", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def test_truncated_file_with_its_header_is_an_error_not_a_short_read(tmp_path):
+    complete = write_header_first_video(tmp_path / "complete.mp4", numbered_frames(20), fps=12)
+    with av.open(str(complete)) as container:
+        packets = [packet for packet in container.demux(video=0) if packet.size]
+    # Cut after a whole packet, so the decoder sees no broken data and simply runs out of frames.
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(complete.read_bytes()[: packets[9].pos + packets[9].size])
+    assert video_info(truncated).num_frames == 20
+    with pytest.raises(ValueError, match=r"truncated.mp4 decoded \d+ of 20 frames: the file is truncated or corrupt"):
+        read_video(truncated)
+    with pytest.raises(ValueError, match=r"decoded \d+ of 10 frames"):
+        read_video(truncated, stride=2)
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        list(iter_video(truncated))
+    # A selection that the remaining frames cover is read as asked.
+    frames, _ = read_video(truncated, max_frames=3)
+    assert frame_numbers(frames) == [0, 1, 2]
+
+
+def test_truncated_sample_video_is_an_error(tmp_path, shared_assets):
+    truncated = tmp_path / "fashion_walk_head.mp4"
+    truncated.write_bytes((shared_assets / "videos" / "fashion_walk_380f.mp4").read_bytes()[:40_000])
+    with pytest.raises(ValueError, match=r"fashion_walk_head.mp4 decoded \d+ of 380 frames"):
+        read_video(truncated)
+
+
+def test_selection_accepts_numpy_integers(numbered_video):
+    frames, _ = read_video(numbered_video, stride=np.int64(2), start=np.int32(1), max_frames=np.int64(3))
+    assert frame_numbers(frames) == [1, 3, 5]
+
+
+def open_handles(path: Path) -> int:
+    """How many of this process's file descriptors point at `path` (Linux's /proc)."""
+    target = os.path.realpath(path)
+    fds = Path("/proc/self/fd")
+    return sum(os.path.realpath(fd) == target for fd in fds.iterdir() if fd.is_symlink())
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files through Linux's /proc")
+def test_iter_video_holds_the_file_open_only_while_reading(numbered_video):
+    frames = iter_video(numbered_video)  # checks the call and reads the header
+    assert open_handles(numbered_video) == 0
+    next(frames)
+    assert open_handles(numbered_video) == 1
+    frames.close()
+    assert open_handles(numbered_video) == 0
+    assert len(list(iter_video(numbered_video))) == 20
+    assert open_handles(numbered_video) == 0
 
 
 def test_not_a_video(tmp_path):

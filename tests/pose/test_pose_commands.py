@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from animatex_pp.cli import main
 from animatex_pp.data.video import read_video
@@ -56,6 +57,10 @@ def test_retarget_onto_a_reference_image(extracted, shared_assets, tmp_path):
     image = shared_assets / "images" / "anime_girl.jpeg"
     assert main(["pose", "retarget", str(extracted), "--reference", str(image), "--out", str(out), "--no-hands"]) == 0
     assert (PoseSequence.load(out).width, PoseSequence.load(out).height) == (832, 1216)
+    # Every image suffix that `extract` reads is a reference image here too (one IMAGE_SUFFIXES for both).
+    tiff = tmp_path / "girl.tiff"
+    Image.open(image).save(tiff)
+    assert main(["pose", "retarget", str(extracted), "--reference", str(tiff), "--out", str(out), "--no-hands"]) == 0
 
 
 def test_bad_input_exits_with_2(extracted, tmp_path, capsys):
