@@ -48,6 +48,7 @@ def generate_args(model_dir, inputs, output, *extra):
         "--size", f"{SIZE}x{SIZE}",
         "--steps", "2",
         "--dtype", "fp32",
+        "--reference-pose", "none",  # the random test image shows no body to extract a skeleton from
         *extra,
     ]  # fmt: skip
 
@@ -109,7 +110,10 @@ def test_generate_ti2v_needs_no_pose(model_dir, inputs, tmp_path):
         (lambda args, tmp: args.__setitem__(args.index("--output") + 1, str(tmp / "out.gif")), "must end in .mp4"),
         (lambda args, tmp: args.__setitem__(args.index("--size") + 1, "40x32"), "multiple of 16"),
         (lambda args, tmp: args.extend(["--mode", "ti2v"]), "takes no --pose"),
-        (lambda args, tmp: args.extend(["--frames", "13"]), "The pose has 9 frames"),
+        (lambda args, tmp: args.extend(["--frames", "13"]), "the driving poses have only 9 frames"),
+        (lambda args, tmp: args.extend(["--reference-pose", "auto"]), "found no body"),
+        (lambda args, tmp: args.__setitem__(args.index("--image") + 1, str(tmp / "broken.png")), "could not be read"),
+        (lambda args, tmp: args.extend(["--retarget"]), "--retarget needs"),
         (lambda args, tmp: args.extend(["--reference-pose", "auto", "--pose-backend", "dwpose"]), "--dwpose-dir"),
         (lambda args, tmp: args.extend(["--reference-pose", str(tmp / "ref.npz")]), "reference pose not found"),
     ],
@@ -122,11 +126,15 @@ def test_generate_ti2v_needs_no_pose(model_dir, inputs, tmp_path):
         "bad-size",
         "ti2v-with-pose",
         "long",
+        "no-body-in-reference",
+        "corrupt-image",
+        "retarget-without-keypoints",
         "dwpose-without-models",
         "no-reference-pose",
     ],  # fmt: skip
 )
 def test_bad_inputs_exit_with_code_2_and_say_why(model_dir, inputs, tmp_path, capsys, change, message):
+    (tmp_path / "broken.png").write_bytes(b"not a png")
     args = generate_args(model_dir, inputs, tmp_path / "out.mp4")
     change(args, tmp_path)
     assert main(args) == EXIT_BAD_INPUT
@@ -134,10 +142,32 @@ def test_bad_inputs_exit_with_code_2_and_say_why(model_dir, inputs, tmp_path, ca
     assert not (tmp_path / "out.mp4").exists()
 
 
-def test_a_malformed_size_is_a_usage_error(model_dir, inputs, tmp_path):
+@pytest.mark.parametrize("bad", [["--size", "big"], ["--size", "0x0"], ["--fps", "-5"], ["--fps", "fast"]])
+def test_malformed_numbers_are_usage_errors(model_dir, inputs, tmp_path, bad):
     with pytest.raises(SystemExit) as exit_info:
-        main(generate_args(model_dir, inputs, tmp_path / "out.mp4", "--size", "big"))
+        main(generate_args(model_dir, inputs, tmp_path / "out.mp4", *bad))
     assert exit_info.value.code == EXIT_BAD_INPUT
+
+
+def test_a_saved_pose_takes_the_stride_and_its_own_frame_rate(model_dir, tmp_path):
+    from animatex_pp.pose import PoseSequence
+
+    rng = np.random.default_rng(1)
+    body = np.tile(rng.uniform(0.3, 0.7, (1, 18, 2)), (18, 1, 1)).astype(np.float32)
+    body[:, :, 1] += np.linspace(0, 0.1, 18, dtype=np.float32)[:, None]  # the body moves down
+    PoseSequence(body=body, body_conf=np.ones((18, 18), np.float32), width=SIZE, height=SIZE, fps=8.0).save(
+        tmp_path / "walk.npz"
+    )
+    PIL.Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)).save(tmp_path / "ref.png")
+    output = tmp_path / "walk.mp4"
+    args = [
+        "generate", "--model", str(model_dir), "--image", str(tmp_path / "ref.png"),
+        "--pose", str(tmp_path / "walk.npz"), "--stride", "2", "--reference-pose", "none",
+        "--size", f"{SIZE}x{SIZE}", "--steps", "1", "--dtype", "fp32", "--no-preview", "--output", str(output),
+    ]  # fmt: skip
+    assert main(args) == 0
+    frames, fps = read_video(output)
+    assert len(frames) == 9 and fps == pytest.approx(4)  # 18 frames at 8 fps, every 2nd: 9 frames at 4 fps
 
 
 def test_help_reads_well():

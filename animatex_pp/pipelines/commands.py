@@ -73,7 +73,30 @@ def _size(text: str) -> tuple[int, int]:
         height, width = (int(part) for part in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must be HEIGHTxWIDTH, e.g. 832x480, got {text!r}") from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
     return height, width
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _open_image(path: Path, what: str):
+    """The image at `path` as RGB; an unreadable file is a ValueError (exit code 2), not a traceback."""
+    import PIL.Image
+
+    try:
+        with PIL.Image.open(path) as image:
+            return image.convert("RGB")
+    except (PIL.UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"{what} {path} could not be read as an image ({error})") from None
 
 
 def _positive_int(text: str) -> int:
@@ -113,13 +136,14 @@ def _check_size(model_dir: Path, height: int, width: int) -> None:
 
 
 def _load_pose_or_video(path: Path, stride: int):
-    """A saved PoseSequence, or a rendered pose video as uint8 frames; returns (pose, fps or None)."""
+    """A saved PoseSequence, or a rendered pose video as uint8 frames, every `stride`-th frame; (pose, fps or None)."""
     from animatex_pp.data.video import read_video
     from animatex_pp.pose.sequence import PoseSequence
 
     if path.suffix.lower() in VIDEO_SUFFIXES:
         return read_video(path, stride=stride)
-    return PoseSequence.load(path), None
+    pose = PoseSequence.load(path)[::stride]  # slicing with a step divides the sequence's fps too
+    return pose, pose.fps
 
 
 def _load_reference_pose(path: Path):
@@ -127,9 +151,7 @@ def _load_reference_pose(path: Path):
     from animatex_pp.pose.sequence import PoseSequence
 
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        import PIL.Image
-
-        return PIL.Image.open(path).convert("RGB")
+        return _open_image(path, "--reference-pose")
     return PoseSequence.load(path)
 
 
@@ -154,9 +176,9 @@ def run_generate(args: argparse.Namespace) -> int:
     image_path = _existing_file(args.image, "reference image", IMAGE_SUFFIXES)
     pose_path = _existing_file(args.pose, "pose file") if args.pose else None
     driving_path = _existing_file(args.driving_video, "driving video", VIDEO_SUFFIXES) if args.driving_video else None
-    extract_reference = args.reference_pose == "auto"
+    extract_reference = args.mode == "animation" and args.reference_pose == "auto"
     reference_pose_path = None
-    if args.reference_pose and not extract_reference:
+    if args.reference_pose not in ("auto", "none"):
         reference_pose_path = _existing_file(args.reference_pose, "reference pose")
     output = _output_path(args.output, ".mp4", "--output")
     preview = None if args.no_preview else output.with_suffix(".preview.png")
@@ -164,24 +186,30 @@ def run_generate(args: argparse.Namespace) -> int:
         raise ValueError(
             "--mode animation needs --pose or --driving-video (or use --mode ti2v for text-driven motion)"
         )
-    if args.mode == "ti2v" and (pose_path or driving_path or args.reference_pose):
+    if args.mode == "ti2v" and (pose_path or driving_path or reference_pose_path):
         raise ValueError("--mode ti2v takes no --pose, --driving-video or --reference-pose")
+    if args.retarget and (
+        args.reference_pose == "none" or (reference_pose_path and reference_pose_path.suffix.lower() in IMAGE_SUFFIXES)
+    ):
+        raise ValueError("--retarget needs the reference skeleton's keypoints: --reference-pose auto or a pose file")
+    if args.retarget and pose_path is not None and pose_path.suffix.lower() in VIDEO_SUFFIXES:
+        raise ValueError("--retarget needs keypoints to move: give --pose as a pose file, not a rendered video")
     needs_extractor = extract_reference or (pose_path is None and driving_path is not None)
     backend_options = _backend_options(args) if needs_extractor else {}
     height, width = args.size
     _check_size(model_dir, height, width)
 
     import numpy as np
-    import PIL.Image
     import torch
 
     from animatex_pp.data.preview import write_contact_sheet, write_preview_video
     from animatex_pp.data.video import read_video, write_video
     from animatex_pp.pipelines.pipeline_animatex import OFFICIAL_NEGATIVE_PROMPT, AnimateXPipeline
     from animatex_pp.pose import extract
+    from animatex_pp.pose.skeleton import CONF_THRESHOLD
 
     # 2. Read the inputs
-    image = PIL.Image.open(image_path).convert("RGB")
+    image = _open_image(image_path, "--image")
     pose, driving_video, fps = None, None, None
     if pose_path is not None:
         pose, fps = _load_pose_or_video(pose_path, args.stride)
@@ -192,7 +220,14 @@ def run_generate(args: argparse.Namespace) -> int:
             pose = extract(driving_video, args.pose_backend, fps=driving_fps, **backend_options)
     reference_pose = _load_reference_pose(reference_pose_path) if reference_pose_path else None
     if extract_reference:
-        reference_pose = extract(image, args.pose_backend, progress=False, **backend_options)
+        reference_pose = extract(np.asarray(image), args.pose_backend, progress=False, **backend_options)
+        if not (reference_pose.body_conf >= CONF_THRESHOLD).any():
+            raise ValueError(
+                f"{args.pose_backend} found no body in {image_path}: give its skeleton with --reference-pose FILE "
+                "(a pose file or a skeleton image), or --reference-pose none to generate without it"
+            )
+    if args.frames is not None and pose is not None and len(pose) < args.frames:
+        raise ValueError(f"--frames {args.frames} but the driving poses have only {len(pose)} frames")
     fps = args.fps or fps or DEFAULT_FPS
 
     # 3. Load the pipeline and apply the speed options
@@ -380,8 +415,10 @@ def register(subparsers) -> None:
     )
     inputs.add_argument(
         "--reference-pose",
-        metavar="PATH|auto",
-        help="skeleton of the reference image: a PoseSequence, an image, or `auto` to extract it from --image",
+        metavar="PATH|auto|none",
+        default="auto",
+        help="skeleton of the reference image: a PoseSequence, a skeleton image, `auto` (default: extracted from "
+        "--image, as the official inference always feeds it) or `none` (skip the reference-pose stream)",
     )
     inputs.add_argument("--prompt", default="", help="text; in animation it describes the scene (default: empty)")
     inputs.add_argument(
@@ -412,7 +449,9 @@ def register(subparsers) -> None:
     sampling.add_argument("--steps", type=_positive_int, default=50, help="denoising steps (default 50)")
     sampling.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
     sampling.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    sampling.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input video's, 16)")
+    sampling.add_argument(
+        "--fps", type=_positive_float, default=None, help="output frame rate (default: the input's, else 16)"
+    )
     sampling.add_argument(
         "--window-strategy", default="blend", choices=["blend", "carry"], help="long videos (default blend)"
     )

@@ -6,8 +6,8 @@ neighbours. Two strategies share the same window plan:
 - `"blend"` (default): every denoising step runs the transformer on each window and blends the windows' velocity
   predictions into one prediction for the whole latent video, with weights that ramp linearly across each overlap so
   that no seam has a hard edge (a later window's first, reference-conditioned frames are left to the earlier
-  window, as the official long-video pipeline does); the scheduler then steps the whole video once. All windows are denoised together, as
-  UniAnimate-DiT's long-video pipeline and AnimateDiff's context windows do.
+  window, as the official long-video pipeline does); the scheduler then steps the whole video once. All windows are
+  denoised together, as UniAnimate-DiT's long-video pipeline and AnimateDiff's context windows do.
 - `"carry"`: windows are denoised one after another and each window's frames shared with earlier windows are carried
   over: at every step they are replaced by the already generated latents re-noised to the current noise level (latent
   inpainting), so the new window continues the old one. This is the latent-space analogue of the carried-over frames
