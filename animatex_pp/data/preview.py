@@ -1,7 +1,8 @@
 """Side-by-side previews of a generation: reference | pose | output, as an MP4 and as a PNG contact sheet.
 
-Also the small converters that bring every image and video format the library accepts (PIL, uint8 arrays, float
-arrays or tensors in [0, 1]) to uint8 arrays, which the pipeline uses for its inputs as well.
+Also the small converters that bring every image and video format the library accepts (PIL; uint8 or float arrays,
+channels-last; uint8 or float tensors, channels-first; floats in [0, 1]) to uint8 arrays, which the pipeline uses for
+its inputs as well.
 """
 
 from __future__ import annotations
@@ -21,17 +22,24 @@ from animatex_pp.files import atomic_output
 # Cells of a contact sheet are enlarged to at least this height, so tiny test outputs stay legible.
 MIN_SHEET_CELL_HEIGHT = 128
 LABEL_HEIGHT = 14
+# Float pixels may overshoot [0, 1] by rounding error (resampling, a decoder's last layer); less than half a uint8
+# step still lands on 0 or 255, so only larger excursions are range errors.
+FLOAT_RANGE_TOLERANCE = 0.5 / 255
 
 
 def as_uint8_image(image) -> np.ndarray:
-    """A PIL image, a uint8 array (H, W, 3) or a float array/tensor (3, H, W) in [0, 1] -> uint8 (H, W, 3)."""
+    """An image -> uint8 (H, W, 3).
+
+    Accepted: a PIL image, a uint8 or float (in [0, 1]) array (H, W, 3), or a uint8 or float (in [0, 1]) tensor
+    (3, H, W). Arrays are channels-last, tensors channels-first.
+    """
     if isinstance(image, PIL.Image.Image):
         return np.asarray(image.convert("RGB")).copy()
     if isinstance(image, torch.Tensor):
         if image.ndim != 3 or image.shape[0] != 3:
-            raise ValueError(f"an image tensor must be (3, H, W) in [0, 1], got shape {tuple(image.shape)}")
+            raise ValueError(f"an image tensor must be (3, H, W), got shape {tuple(image.shape)}")
         # (3, H, W) -> (H, W, 3)
-        image = image.detach().float().cpu().permute(1, 2, 0).numpy()
+        image = _tensor_to_numpy(image).transpose(1, 2, 0)
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"an image array must be (H, W, 3), got shape {image.shape}")
@@ -41,8 +49,8 @@ def as_uint8_image(image) -> np.ndarray:
 def as_uint8_video(video) -> np.ndarray:
     """A video -> uint8 (F, H, W, 3).
 
-    Accepted: a list of PIL images or of (H, W, 3) arrays, a uint8 or float (in [0, 1]) array (F, H, W, 3), or a float
-    tensor (3, F, H, W) in [0, 1] (the pose-video layout the transformer takes).
+    Accepted: a list of images (anything `as_uint8_image` takes), a uint8 or float (in [0, 1]) array (F, H, W, 3),
+    or a uint8 or float (in [0, 1]) tensor (3, F, H, W) (the pose-video layout the transformer takes).
     """
     if isinstance(video, (list, tuple)):
         if not video:
@@ -50,9 +58,9 @@ def as_uint8_video(video) -> np.ndarray:
         return np.stack([as_uint8_image(frame) for frame in video])
     if isinstance(video, torch.Tensor):
         if video.ndim != 4 or video.shape[0] != 3:
-            raise ValueError(f"a video tensor must be (3, F, H, W) in [0, 1], got shape {tuple(video.shape)}")
+            raise ValueError(f"a video tensor must be (3, F, H, W), got shape {tuple(video.shape)}")
         # (3, F, H, W) -> (F, H, W, 3)
-        video = video.detach().float().cpu().permute(1, 2, 3, 0).numpy()
+        video = _tensor_to_numpy(video).transpose(1, 2, 3, 0)
     video = np.asarray(video)
     if video.ndim != 4 or video.shape[-1] != 3:
         raise ValueError(f"a video array must be (F, H, W, 3), got shape {video.shape}")
@@ -61,11 +69,24 @@ def as_uint8_video(video) -> np.ndarray:
     return _to_uint8(video)
 
 
+def _tensor_to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    tensor = tensor.detach().cpu()
+    # uint8 stays uint8; other dtypes (bfloat16 has no numpy type) become float32.
+    return tensor.numpy() if tensor.dtype == torch.uint8 else tensor.float().numpy()
+
+
 def _to_uint8(array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
     if not np.issubdtype(array.dtype, np.floating):
         raise ValueError(f"pixels must be uint8 or float in [0, 1], got dtype {array.dtype}")
+    low, high = float(array.min()), float(array.max())
+    # Written so that NaN fails it too.
+    if not (low >= -FLOAT_RANGE_TOLERANCE and high <= 1.0 + FLOAT_RANGE_TOLERANCE):
+        raise ValueError(
+            f"float pixels must be in [0, 1], got values from {low:g} to {high:g}: divide uint8-range values "
+            "(0..255) by 255, map [-1, 1] values with (x + 1) / 2"
+        )
     return (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
