@@ -38,7 +38,7 @@ RESCALE_BONES = {
     "arms": np.array([sk.R_ELBOW, sk.R_WRIST, sk.L_ELBOW, sk.L_WRIST]),
     "neck": np.array([sk.NOSE]),
     "shoulders": np.array([sk.R_SHOULDER, sk.L_SHOULDER]),
-    "face": np.concatenate([[sk.R_EYE, sk.L_EYE, sk.R_EAR, sk.L_EAR], kin.FACE_POINTS]),
+    "face": np.concatenate([[sk.R_EYE, sk.L_EYE, sk.R_EAR, sk.L_EAR], kin.FACE_POINTS]),  # (4 + NUM_FACE,)
 }
 RESCALE_OPS = tuple(RESCALE_BONES)
 DEFAULT_SCALE_RANGES = {
@@ -54,11 +54,10 @@ DEFAULT_SCALE_RANGES = {
 PART_ROOTS = {"left_arm": sk.L_ELBOW, "right_arm": sk.R_ELBOW, "left_leg": sk.L_KNEE, "right_leg": sk.R_KNEE,
               "head": sk.NOSE}  # fmt: skip
 PART_POINTS = {name: kin.subtree(root) for name, root in PART_ROOTS.items()}
-PART_POINTS["hands"] = np.concatenate([kin.hand_points(sk.LEFT), kin.hand_points(sk.RIGHT)])
-PART_POINTS["feet"] = np.concatenate([kin.foot_points(sk.LEFT), kin.foot_points(sk.RIGHT)])
+PART_POINTS["hands"] = np.concatenate([kin.hand_points(sk.LEFT), kin.hand_points(sk.RIGHT)])  # 2 x (21,) -> (42,)
+PART_POINTS["feet"] = np.concatenate([kin.foot_points(sk.LEFT), kin.foot_points(sk.RIGHT)])  # 2 x (3,) -> (6,)
 DROPPABLE_PARTS = tuple(PART_POINTS)
 ADDABLE_PARTS = ("left_arm", "right_arm", "left_leg", "right_leg")
-MIRROR_PART = {"left_arm": "right_arm", "right_arm": "left_arm", "left_leg": "right_leg", "right_leg": "left_leg"}
 
 
 def _mirror_points() -> np.ndarray:
@@ -126,14 +125,15 @@ def add_part(pose: PoseSequence, part: str) -> PoseSequence:
     if not frames.any():
         return pose
     neck, direction = _body_axis(points, visible)
+    # neck, direction (F, 2) -> (F, 1, 2) to broadcast over the part's points
     relative = points[:, source] - neck[:, None]  # (F, part points, 2)
-    along = (relative * direction[:, None]).sum(-1, keepdims=True) * direction[:, None]
-    mirrored = neck[:, None] + 2 * along - relative
+    along = (relative * direction[:, None]).sum(-1, keepdims=True) * direction[:, None]  # (F, part points, 2)
+    mirrored = neck[:, None] + 2 * along - relative  # (F, part points, 2)
     # Mirrored limbs hang from the mirrored attachment; move them onto this side's real shoulder or hip.
-    attach_relative = points[:, source_attach] - neck
-    attach_along = (attach_relative * direction).sum(-1, keepdims=True) * direction
-    mirrored_attach = neck + 2 * attach_along - attach_relative
-    mirrored += (points[:, attach] - mirrored_attach)[:, None]
+    attach_relative = points[:, source_attach] - neck  # (F, 2)
+    attach_along = (attach_relative * direction).sum(-1, keepdims=True) * direction  # (F, 2)
+    mirrored_attach = neck + 2 * attach_along - attach_relative  # (F, 2)
+    mirrored += (points[:, attach] - mirrored_attach)[:, None]  # (F, 2) -> (F, 1, 2), one shift for the whole part
     points, conf = points.copy(), conf.copy()
     points[np.ix_(frames, target)] = mirrored[frames]
     conf[np.ix_(frames, target)] = conf[np.ix_(frames, source)]

@@ -4,7 +4,14 @@ keypoints) on an affine crop around the tracked person, decoded from SimCC vecto
 The ONNX files are the user's (Hugging Face `yzd-v/DWPose`: `yolox_l.onnx`, `dw-ll_ucoco_384.onnx`); the input
 sizes are read from the models. Images go in the channel order each model was trained on: YOLOX takes raw 0-255
 BGR (it was trained on OpenCV-loaded images, letterboxed on grey 114); the pose model takes RGB normalised with
-ImageNet's mean and std (its training pipeline converts to RGB before normalising).
+ImageNet's mean and std.
+
+This differs from the official data preparation on one point. DWPose's ONNX annotator, which Animate-X's pose
+extraction uses, reads frames with OpenCV and feeds those BGR frames to both models. The pose model, though, was
+trained on RGB: its mmpose config converts BGR to RGB in the data preprocessor (`bgr_to_rgb=True`) before
+normalising with the RGB-ordered mean and std above, and that step is not part of the ONNX graph. Fed BGR, it sees
+red and blue swapped and each channel normalised with the other's statistics; fed RGB, it sees what it learned from,
+so we feed RGB. Keypoints may therefore differ slightly from those of the official annotator.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ def _detector_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         ys, xs = np.mgrid[: height // stride, : width // stride]
         cells.append(np.stack([xs.ravel(), ys.ravel()], axis=1))  # (cells at this stride, 2), row-major like YOLOX
         strides.append(np.full((xs.size, 1), stride))
+    # per stride (cells, 2) and (cells, 1) -> (A, 2) and (A, 1)
     return np.concatenate(cells).astype(np.float32), np.concatenate(strides).astype(np.float32)
 
 
@@ -184,6 +192,7 @@ def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray, split_ratio: float) -
     Each coordinate is the argmax of its vector divided by the split ratio (bins per pixel); the score is the smaller
     of the two maxima, and a point whose score is not positive is placed at -1 before scaling, as RTMPose does.
     """
+    # 2 x (K,) -> (K, 2)
     locations = np.stack([simcc_x.argmax(axis=1), simcc_y.argmax(axis=1)], axis=1).astype(np.float32)
     scores = np.minimum(simcc_x.max(axis=1), simcc_y.max(axis=1))
     locations[scores <= 0] = -1
@@ -206,8 +215,8 @@ def wholebody_to_parts(keypoints: np.ndarray, scores: np.ndarray, width: int, he
         "body_conf": body_conf,
         "feet": normalised[sk.WHOLEBODY_FEET],
         "feet_conf": scores[sk.WHOLEBODY_FEET],
-        "hands": np.stack([normalised[left], normalised[right]]),
-        "hands_conf": np.stack([scores[left], scores[right]]),
+        "hands": np.stack([normalised[left], normalised[right]]),  # 2 x (21, 2) -> (2, 21, 2), left first
+        "hands_conf": np.stack([scores[left], scores[right]]),  # 2 x (21,) -> (2, 21)
         "face": normalised[sk.WHOLEBODY_FACE],
         "face_conf": scores[sk.WHOLEBODY_FACE],
     }

@@ -127,13 +127,15 @@ def extract(
     if isinstance(backend, str):
         if backend == "mediapipe":
             backend_options.setdefault("static_image_mode", still)
+        # A new backend tracks no one yet: no reset (for MediaPipe a reset would build its graph a second time).
         backend_object, owned = make_backend(backend, **backend_options), True
     else:
         if backend_options:
             raise ValueError(f"backend options {sorted(backend_options)} apply only to a backend given by name")
         backend_object, owned = backend, False
-    try:
+        # A backend passed in may still follow the person of its previous input.
         backend_object.reset()
+    try:
         return _run(backend_object, frames, total, out_fps, progress)
     finally:
         if owned:
@@ -152,6 +154,7 @@ def _run(backend: PoseBackend, frames: Iterable[np.ndarray], total: int | None, 
         per_frame.append(backend(frame))
     if not per_frame:
         raise ValueError("no frames to extract poses from: the input is empty or the selection skips every frame")
+    # F x (points..., 2) or (points...) per field -> (F, points..., 2) or (F, points...)
     stacked = {name: np.stack([frame[name] for frame in per_frame]) for name in per_frame[0]}
     height, width = size
     return PoseSequence(**stacked, width=width, height=height, fps=fps)

@@ -88,6 +88,7 @@ def to_points(pose: PoseSequence) -> tuple[np.ndarray, np.ndarray]:
             continue
         part_points = part.reshape(num_frames, -1, 2)  # (F, points in part, 2): hands' (2, 21) flattened, left first
         points[:, start : start + part_points.shape[1]] = part_points
+        # (F, points in part) confidences, flattened as the points are
         conf[:, start : start + part_points.shape[1]] = getattr(pose, f"{name}_conf").reshape(num_frames, -1)
     points *= (pose.width, pose.height)
     return points, conf
@@ -112,6 +113,7 @@ def from_points(
         count = int(np.prod(part.shape[1:-1]))
         changes[name] = normalised[:, start : start + count].reshape(part.shape)  # back to the part's own shape
         if conf is not None:
+            # (F, points in part) -> the part's own confidence shape, e.g. (F, 2, 21) for hands
             changes[f"{name}_conf"] = conf[:, start : start + count].reshape(part.shape[:-1])
     return replace(pose, **changes)
 
@@ -129,6 +131,7 @@ def scale_bones(points: np.ndarray, visible: np.ndarray, scale: np.ndarray) -> n
         parent = PARENTS[child]
         bone = points[:, child] - points[:, parent]
         both = visible[:, child] & visible[:, parent]
+        # both (F,) and scale (F,) -> (F, 1) against the bone (F, 2)
         shift[:, child] = shift[:, parent] + np.where(both[:, None], (scale[:, child, None] - 1.0) * bone, 0.0)
     return points + shift
 

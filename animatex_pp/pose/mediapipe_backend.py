@@ -84,5 +84,6 @@ class MediaPipeBackend:
                 found_points, _ = _landmarks(landmarks, sk.NUM_HAND)
                 hand_points.append(found_points)
                 hand_conf.append(np.full(sk.NUM_HAND, float(landmarks is not None), np.float32))
+            # 2 x (21, 2) and 2 x (21,) -> (2, 21, 2) and (2, 21), left first
             parts["hands"], parts["hands_conf"] = np.stack(hand_points), np.stack(hand_conf)
         return parts

@@ -15,17 +15,11 @@ import numpy as np
 # code uses it for the implicit pose indicator and for drawing).
 CONF_THRESHOLD = 0.3
 
-BODY_NAMES = (
-    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow", "left_wrist",
-    "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
-    "right_eye", "left_eye", "right_ear", "left_ear",
-)  # fmt: skip
 NOSE, NECK = 0, 1
 R_SHOULDER, R_ELBOW, R_WRIST, L_SHOULDER, L_ELBOW, L_WRIST = 2, 3, 4, 5, 6, 7
 R_HIP, R_KNEE, R_ANKLE, L_HIP, L_KNEE, L_ANKLE = 8, 9, 10, 11, 12, 13
 R_EYE, L_EYE, R_EAR, L_EAR = 14, 15, 16, 17
 
-FEET_NAMES = ("left_big_toe", "left_small_toe", "left_heel", "right_big_toe", "right_small_toe", "right_heel")
 NUM_BODY, NUM_FEET, NUM_HAND, NUM_FACE = 18, 6, 21, 68
 LEFT, RIGHT = 0, 1  # index of a hand in the (2, 21) hand axis
 

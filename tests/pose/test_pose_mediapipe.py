@@ -1,4 +1,5 @@
-"""The MediaPipe backend on the shared sample video and image: keypoints found, and anatomically plausible."""
+"""The MediaPipe backend on the shared sample video and image: keypoints found, and anatomically plausible; how
+`extract` builds and resets backends."""
 
 import numpy as np
 import pytest
@@ -67,3 +68,42 @@ def test_single_image(shared_assets):
     assert pose.parts == ("body", "feet")
     assert (pose.body_conf[0, CORE] >= 0.3).all()
     assert pose.body[0, 0, 1] < pose.body[0, 8, 1] < pose.body[0, 10, 1]
+
+
+@pytest.mark.parametrize("hands", [False, True])
+def test_extract_builds_the_mediapipe_graph_once(hands, monkeypatch):
+    from mediapipe.python.solutions import holistic, pose
+
+    module, name = (holistic, "Holistic") if hands else (pose, "Pose")
+    real = getattr(module, name)
+    built = []
+
+    def counting(*args, **kwargs):
+        built.append(name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counting)
+    extract(np.zeros((64, 48, 3), np.uint8), backend="mediapipe", hands=hands, progress=False)
+    assert built == [name]
+
+
+def test_a_backend_passed_in_is_reset_before_use():
+    class Recording:
+        name = "recording"
+
+        def __init__(self):
+            self.calls = []
+
+        def __call__(self, frame):
+            self.calls.append("frame")
+            return {"body": np.zeros((18, 2), np.float32), "body_conf": np.zeros(18, np.float32)}
+
+        def reset(self):
+            self.calls.append("reset")
+
+        def close(self):
+            self.calls.append("close")
+
+    backend = Recording()
+    extract([np.zeros((8, 8, 3), np.uint8)] * 2, backend=backend, progress=False)
+    assert backend.calls == ["reset", "frame", "frame"]  # not closed: the caller owns it
