@@ -60,6 +60,8 @@ OUTPUT_TYPES = ("np", "pil", "pt", "latent")
 WAN_WINDOW_FRAMES = 81
 # diffusers' Wan attention splits the cross-attention context as [image tokens; the last 512 tokens = text].
 WAN_TEXT_TOKENS = 512
+# DWPose draws limbs (half-width) and points (radius) of 4 pixels at the source video's size (`render`'s defaults).
+DWPOSE_STROKE_PIXELS = 4
 # The negative prompt of the official Animate-X++ inference script (Wan's own, in Chinese).
 OFFICIAL_NEGATIVE_PROMPT = (
     "细节模糊不清，字幕，作品，画作，画面，静止，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，"
@@ -104,6 +106,17 @@ class DenoisingJob:
     tensors: dict[str, torch.Tensor | None]  # prompt_embeds and negative_prompt_embeds (a callback may replace them)
     callback: Callable | None
     callback_tensor_inputs: list[str]
+
+
+def official_strokes(pose: PoseSequence, height: int, width: int) -> dict[str, int]:
+    """Stroke sizes for `render` that match what the released weights were trained on.
+
+    DWPose draws its 4-pixel strokes at the source video's size and the official pipeline then resizes the skeleton
+    images to the generation size, so the strokes shrink (or grow) with that resize.
+    """
+    scale = math.sqrt((height / pose.height) * (width / pose.width))
+    stroke = max(1, round(DWPOSE_STROKE_PIXELS * scale))
+    return {"stick_width": stroke, "point_radius": stroke}
 
 
 class AnimateXPipeline(WanImageToVideoPipeline):
@@ -286,6 +299,19 @@ class AnimateXPipeline(WanImageToVideoPipeline):
                 )
         if isinstance(driving_video, PoseSequence):
             raise ValueError("`driving_video` holds frames for the IPI's CLIP features; pass the keypoints as `pose`.")
+        for name, value in [("pose", pose), ("driving_video", driving_video)]:
+            if isinstance(value, np.ndarray) and (value.dtype != np.uint8 or value.ndim != 4 or value.shape[-1] != 3):
+                raise ValueError(
+                    f"`{name}` must be (F, H, W, 3) uint8 frames as an array, got {value.dtype} {value.shape}: "
+                    "convert floats in [0, 1] with (x * 255).round().astype(np.uint8)."
+                )
+            if isinstance(value, torch.Tensor) and (
+                not value.is_floating_point() or value.ndim != 4 or len(value) != 3
+            ):
+                raise ValueError(
+                    f"`{name}` must be (3, F, H, W) floats in [0, 1] as a tensor, got {value.dtype} "
+                    f"{tuple(value.shape)}."
+                )
         if reference_pose is not None and not isinstance(
             reference_pose, (PoseSequence, PIL.Image.Image, np.ndarray, torch.Tensor)
         ):
@@ -456,7 +482,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
             pose = retarget(pose, reference_pose[0])
         if isinstance(pose, PoseSequence):
             pose = pose[: plan.num_frames]
-            pose_frames = render(pose, height, width, output="np")
+            pose_frames = render(pose, height, width, output="np", **official_strokes(pose, height, width))
             keypoints = torch.tensor(pose.ipi_keypoints(conf_threshold=keypoint_conf_threshold))
             keypoints = self._pad_frames(keypoints, length)
         else:
@@ -479,7 +505,8 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         reference = None
         if reference_pose is not None:
             if isinstance(reference_pose, PoseSequence):
-                reference_image = render(reference_pose[0], height, width, output="np")[0]
+                reference = reference_pose[0]
+                reference_image = render(reference, height, width, **official_strokes(reference, height, width))[0]
             else:
                 reference_image = self._resize_frames(as_uint8_image(reference_pose)[None], height, width)[0]
             # (H, W, 3) -> (B, 3, H, W) in [0, 1]
@@ -753,6 +780,11 @@ class AnimateXPipeline(WanImageToVideoPipeline):
             retarget_pose,
             callback_on_step_end_tensor_inputs,
         )
+        if mode == "animation" and reference_pose is None and self._has_stream("reference_pose_encoder"):
+            logger.warning(
+                "No `reference_pose`: the reference-pose stream is skipped, although the official inference always "
+                "gives it. Pass the reference image's skeleton, e.g. reference_pose=animatex_pp.pose.extract(image)."
+            )
         reference_image = self._reference_image(image)
         if reference_pose is not None and not isinstance(reference_pose, PoseSequence):
             as_uint8_image(reference_pose)

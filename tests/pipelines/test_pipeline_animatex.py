@@ -8,6 +8,7 @@ from diffusers import WanImageToVideoPipeline
 from transformers import CLIPImageProcessorPil
 
 from animatex_pp import AnimateXPipeline
+from animatex_pp.pipelines.pipeline_animatex import official_strokes
 from animatex_pp.pose import PoseSequence, render, retarget
 from animatex_pp.testing import tiny_components, tiny_pipeline
 
@@ -29,6 +30,18 @@ def pose_video(num_frames: int, seed: int = 1) -> np.ndarray:
             y, x = rng.integers(0, SIZE - 4, size=2)
             frames[index, y : y + 4, x : x + 4] = rng.integers(64, 256, size=3)
     return frames
+
+
+# The test poses are measured on 64 x 64 images and drawn at 32 x 32, so DWPose's 4-pixel strokes halve, as the
+# official pipeline's resize of its skeleton images would make them.
+STROKES = {"stick_width": 2, "point_radius": 2}
+
+
+def test_strokes_shrink_with_the_resize_to_the_generation_size():
+    pose = PoseSequence(np.full((1, 18, 2), 0.5, np.float32), np.ones((1, 18), np.float32), width=768, height=1216)
+    assert official_strokes(pose, 832, 480) == {"stick_width": 3, "point_radius": 3}  # 4 x sqrt(0.684 x 0.625)
+    assert official_strokes(pose, 1216, 768) == {"stick_width": 4, "point_radius": 4}
+    assert official_strokes(pose, 64, 32) == {"stick_width": 1, "point_radius": 1}  # never thinner than a pixel
 
 
 def pose_sequence(num_frames: int, seed: int = 2) -> PoseSequence:
@@ -201,8 +214,10 @@ def test_a_pose_sequence_feeds_all_three_streams(pipe):
         generate(pipe, pose=pose, reference_pose=reference)
     (encoded,) = spy.calls
     # The renderer, the keypoint export and the CLIP are the pose module's and transformers' own.
-    torch.testing.assert_close(encoded["pose_video"], render(pose, SIZE, SIZE, output="pt").unsqueeze(0))
-    torch.testing.assert_close(encoded["reference_pose"], render(reference, SIZE, SIZE, output="pt")[:, 0][None])
+    torch.testing.assert_close(encoded["pose_video"], render(pose, SIZE, SIZE, output="pt", **STROKES).unsqueeze(0))
+    torch.testing.assert_close(
+        encoded["reference_pose"], render(reference, SIZE, SIZE, output="pt", **STROKES)[:, 0][None]
+    )
     torch.testing.assert_close(encoded["pose_keypoints"], torch.tensor(pose.ipi_keypoints())[None])
     assert (encoded["pose_keypoints"][0, :, 16:] == -1).all()  # undetected points are -1 for the IPI
     assert tuple(encoded["driving_image_embeds"].shape) == (1, 9, pipe.transformer.config.ipi_clip_dim)
@@ -229,7 +244,7 @@ def test_without_driving_frames_the_ipi_sees_the_rendered_poses(pipe):
     pose = pose_sequence(9)
     with EncodedPoses(pipe) as spy:
         generate(pipe, pose=pose)
-    expected = clip_features(pipe, render(pose, SIZE, SIZE))
+    expected = clip_features(pipe, render(pose, SIZE, SIZE, **STROKES))
     torch.testing.assert_close(spy.calls[0]["driving_image_embeds"][0], expected, atol=1e-5, rtol=0)
 
 
@@ -241,7 +256,7 @@ def test_keypoint_threshold_and_retargeting_reach_the_ipi(pipe):
     assert (spy.calls[0]["pose_keypoints"] != -1).all()  # the ears (confidence 0.1) now count as detected
     retargeted = retarget(pose, reference)
     torch.testing.assert_close(spy.calls[1]["pose_keypoints"][0], torch.tensor(retargeted.ipi_keypoints()))
-    torch.testing.assert_close(spy.calls[1]["pose_video"][0], render(retargeted, SIZE, SIZE, output="pt"))
+    torch.testing.assert_close(spy.calls[1]["pose_video"][0], render(retargeted, SIZE, SIZE, output="pt", **STROKES))
 
 
 def test_a_multi_frame_reference_pose_retargets_to_its_first_frame(pipe):
@@ -250,6 +265,16 @@ def test_a_multi_frame_reference_pose_retargets_to_its_first_frame(pipe):
         generate(pipe, pose=pose, reference_pose=references, retarget_pose=True)
     retargeted = retarget(pose, references[0])
     torch.testing.assert_close(spy.calls[0]["pose_keypoints"][0], torch.tensor(retargeted.ipi_keypoints()))
+
+
+def test_without_a_reference_pose_the_stream_is_skipped_with_a_warning(pipe, caplog):
+    with caplog.at_level("WARNING"):
+        generate(pipe, pose=pose_sequence(9))
+    assert "No `reference_pose`" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        generate(pipe, pose=pose_sequence(9), reference_pose=pose_sequence(1, seed=7))
+    assert "No `reference_pose`" not in caplog.text
 
 
 def test_without_a_motion_encoder_the_ipi_is_skipped_with_a_warning(caplog):
@@ -315,6 +340,8 @@ def test_reference_pose_image_feeds_the_reference_stream(pipe):
         ({"driving_video": np.zeros((5, SIZE, SIZE, 3), np.uint8)}, "`driving_video` has 5 frames but 9"),
         ({"driving_video": np.zeros((9, SIZE, SIZE), np.uint8)}, r"must be \(F, H, W, 3\)"),
         ({"pose": torch.zeros(9, 3, SIZE, SIZE)}, r"must be \(3, F, H, W\)"),
+        ({"pose": np.zeros((9, SIZE, SIZE, 3), np.int64)}, r"must be \(F, H, W, 3\) uint8 frames"),
+        ({"driving_video": torch.zeros(3, 9, SIZE, SIZE, dtype=torch.uint8)}, r"floats in \[0, 1\] as a tensor"),
         ({"image": np.zeros((SIZE, SIZE), np.uint8)}, r"must be \(H, W, 3\)"),
         ({"reference_pose": np.zeros((3, SIZE, SIZE), np.uint8)}, r"must be \(H, W, 3\)"),
     ],
