@@ -7,13 +7,13 @@ Every file argument is checked before a model is loaded: a missing file is a `Fi
 from __future__ import annotations
 
 import argparse
+from collections.abc import Set
 from pathlib import Path
 
+from animatex_pp.data.video import DEFAULT_FPS, IMAGE_SUFFIXES
+
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
-# Wan2.1 generates 16 frames per second; used when no input video says otherwise.
-DEFAULT_FPS = 16.0
 
 GENERATE_EPILOG = """\
 examples:
@@ -47,7 +47,7 @@ into place when complete. Exit codes: 0 done, 1 conversion failed, 2 bad argumen
 # ----------------------------------------------------------------------------- argument checks
 
 
-def _existing_file(path: str, what: str, suffixes: set[str] | None = None) -> Path:
+def _existing_file(path: str, what: str, suffixes: Set[str] | None = None) -> Path:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{what} not found: {path}")
