@@ -169,7 +169,6 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         self.vae_scale_factor_temporal = self.vae.config.scale_factor_temporal if getattr(self, "vae", None) else 4
         self.vae_scale_factor_spatial = self.vae.config.scale_factor_spatial if getattr(self, "vae", None) else 8
         self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
-        self.image_processor = image_processor
 
     # ------------------------------------------------------------------ checks
 
@@ -324,8 +323,6 @@ class AnimateXPipeline(WanImageToVideoPipeline):
                 "`retarget_pose=True` needs `pose` and `reference_pose` as PoseSequence keypoints (rendered videos "
                 "cannot be retargeted)."
             )
-        if isinstance(pose, PoseSequence) and len(pose) == 0:
-            raise ValueError("`pose` has no frames.")
 
         multiple = self.size_multiple
         for name, value in [("height", height), ("width", width)]:
@@ -787,7 +784,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
             )
         reference_image = self._reference_image(image)
         if reference_pose is not None and not isinstance(reference_pose, PoseSequence):
-            as_uint8_image(reference_pose)
+            as_uint8_image(reference_pose)  # only to check its format before any model runs; converted again later
         use_ipi = self._uses_ipi(mode, pose)
         pose_length = None if pose is None else self._video_length(pose, "pose")
         plan = self.plan_frames(num_frames, pose_length, use_ipi, window_frames, window_overlap)
