@@ -404,7 +404,13 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
         """Apply the configured attention backend the first time the model runs on a device type."""
         if self._attention_backend_device_type == device.type:
             return
-        self.set_attention_backend(resolve_attention_backend(self.config.attention_backend, device))
+        # diffusers warns that backends are experimental each time one is set; the user did not ask for this one.
+        verbosity = logging.get_verbosity()
+        logging.set_verbosity_error()
+        try:
+            self.set_attention_backend(resolve_attention_backend(self.config.attention_backend, device))
+        finally:
+            logging.set_verbosity(verbosity)
         self._attention_backend_device_type = device.type
 
     def _maybe_checkpoint(self, module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
