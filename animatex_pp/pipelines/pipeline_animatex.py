@@ -473,28 +473,31 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         """Render or resize the pose video, and prepare the IPI's keypoints and CLIP features and the reference pose.
 
         Everything is cut or padded to `plan.generation_frames`; the pose video stays uint8 until a window needs it.
+        When fewer frames are asked for than the IPI's window holds, the inputs' own later frames fill the window
+        as far as they go (the extra output frames are dropped); only then is the last frame repeated.
         """
         length = plan.generation_frames
         if retarget_pose:
             pose = retarget(pose, reference_pose[0])
         if isinstance(pose, PoseSequence):
-            pose = pose[: plan.num_frames]
+            pose = pose[:length]
             pose_frames = render(pose, height, width, output="np", **official_strokes(pose, height, width))
             keypoints = torch.tensor(pose.ipi_keypoints(conf_threshold=keypoint_conf_threshold))
             keypoints = self._pad_frames(keypoints, length)
         else:
-            pose_frames = self._resize_frames(as_uint8_video(self._first_frames(pose, plan.num_frames)), height, width)
+            pose_frames = self._resize_frames(as_uint8_video(self._first_frames(pose, length)), height, width)
             keypoints = None
+        real_pose_frames = len(pose_frames)
         pose_frames = self._pad_frames(pose_frames, length)
 
         driving_embeds = None
         if plan.use_ipi:
             if driving_video is not None:
-                driving_frames = as_uint8_video(self._first_frames(driving_video, plan.num_frames))
+                driving_frames = as_uint8_video(self._first_frames(driving_video, length))
                 driving_embeds = self.encode_driving_frames(driving_frames)
             else:
                 # No driving frames: CLIP sees the rendered skeletons instead (DESIGN §3), which carry the motion.
-                driving_embeds = self.encode_driving_frames(pose_frames[: plan.num_frames])
+                driving_embeds = self.encode_driving_frames(pose_frames[:real_pose_frames])
             driving_embeds = self._pad_frames(driving_embeds.to(device), length)
         else:
             keypoints = None

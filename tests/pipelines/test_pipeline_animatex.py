@@ -259,6 +259,19 @@ def test_keypoint_threshold_and_retargeting_reach_the_ipi(pipe):
     torch.testing.assert_close(spy.calls[1]["pose_video"][0], render(retargeted, SIZE, SIZE, output="pt", **STROKES))
 
 
+def test_a_short_output_fills_the_ipi_window_with_the_poses_own_later_frames(pipe):
+    pose = pose_sequence(12)  # more frames than the 5 asked for; the tiny IPI's window holds 9
+    with EncodedPoses(pipe) as spy:
+        frames = generate(pipe, pose=pose, num_frames=5)
+    assert frames.shape[1] == 5
+    torch.testing.assert_close(spy.calls[0]["pose_keypoints"][0], torch.tensor(pose[:9].ipi_keypoints()))
+    short = pose_sequence(7)  # fewer than the window: the last frame is repeated
+    with EncodedPoses(pipe) as spy:
+        generate(pipe, pose=short, num_frames=5)
+    expected = torch.tensor(short.ipi_keypoints())[[0, 1, 2, 3, 4, 5, 6, 6, 6]]
+    torch.testing.assert_close(spy.calls[0]["pose_keypoints"][0], expected)
+
+
 def test_a_multi_frame_reference_pose_retargets_to_its_first_frame(pipe):
     pose, references = pose_sequence(9), pose_sequence(3, seed=7)
     with EncodedPoses(pipe) as spy:
