@@ -4,10 +4,11 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from diffusers import WanImageToVideoPipeline
+from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
 from transformers import CLIPImageProcessorPil
 
 from animatex_pp import AnimateXPipeline
+from animatex_pp.models.presets import split_preset
 from animatex_pp.pipelines.pipeline_animatex import official_strokes
 from animatex_pp.pose import PoseSequence, render, retarget
 from animatex_pp.testing import tiny_components, tiny_pipeline
@@ -125,6 +126,12 @@ def test_ti2v_equals_diffusers_wan_i2v_pipeline(pipe):
     ours = generate(pipe, mode="ti2v", guidance_scale=3.0, negative_prompt="blurry")
     components = tiny_components(seed=0)
     components.pop("motion_encoder")
+    # diffusers' own transformer class with the same base weights (our streams stay at their zero initialisation).
+    transformer = components["transformer"]
+    base_config, _ = split_preset("tiny")
+    components["transformer"] = WanTransformer3DModel(**base_config).eval()
+    base_weights = {k: v for k, v in transformer.state_dict().items() if not k.startswith(transformer.stream_names)}
+    components["transformer"].load_state_dict(base_weights, strict=True)
     wan = WanImageToVideoPipeline(**components)
     wan.set_progress_bar_config(disable=True)
     theirs = wan(
