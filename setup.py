@@ -1,13 +1,14 @@
 """Install animatex_pp.
 
-Install torch first and pinned (`pip install torch==2.13.0`): the `torch` requirement below is a range that
-2.13.0 satisfies, so pip keeps the wheel you chose instead of pulling a multi-GB CUDA build.
+Install torch first (`pip install torch==2.13.0` for the CPU wheel, or the CUDA build you use): the `torch`
+requirement below is a lower bound that any installed torch >= 2.4 satisfies, so pip keeps the wheel you chose
+instead of pulling a multi-GB CUDA build of its own.
 """
 
 from setuptools import find_packages, setup
 
 CORE_REQUIREMENTS = [
-    "torch>=2.4,<=2.13.0",
+    "torch>=2.4",
     "diffusers==0.42.1",
     "transformers>=4.51",
     "accelerate>=1.0",
