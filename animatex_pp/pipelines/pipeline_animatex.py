@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKLWan, WanImageToVideoPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
@@ -37,9 +36,8 @@ from diffusers.utils.torch_utils import get_module_execution_device, randn_tenso
 from diffusers.video_processor import VideoProcessor
 from transformers import CLIPVisionModel, CLIPVisionModelWithProjection, UMT5EncoderModel
 from transformers.image_processing_utils import BaseImageProcessor
-from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from animatex_pp.data.preview import as_uint8_image, as_uint8_video
+from animatex_pp.data.preview import as_uint8_image
 from animatex_pp.models.transformer import AnimateXTransformer3DModel, PoseConditions
 from animatex_pp.pipelines.windowing import (
     WINDOW_STRATEGIES,
@@ -49,7 +47,7 @@ from animatex_pp.pipelines.windowing import (
     default_overlap,
     plan_windows,
 )
-from animatex_pp.pose import render, retarget
+from animatex_pp.pose.conditioning import clip_pixel_values, pad_frames, prepare_pose
 from animatex_pp.pose.sequence import PoseSequence
 
 logger = logging.get_logger(__name__)
@@ -60,8 +58,6 @@ OUTPUT_TYPES = ("np", "pil", "pt", "latent")
 WAN_WINDOW_FRAMES = 81
 # diffusers' Wan attention splits the cross-attention context as [image tokens; the last 512 tokens = text].
 WAN_TEXT_TOKENS = 512
-# DWPose draws limbs (half-width) and points (radius) of 4 pixels at the source video's size (`render`'s defaults).
-DWPOSE_STROKE_PIXELS = 4
 # The negative prompt of the official Animate-X++ inference script (Wan's own, in Chinese).
 OFFICIAL_NEGATIVE_PROMPT = (
     "细节模糊不清，字幕，作品，画作，画面，静止，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，"
@@ -106,17 +102,6 @@ class DenoisingJob:
     tensors: dict[str, torch.Tensor | None]  # prompt_embeds and negative_prompt_embeds (a callback may replace them)
     callback: Callable | None
     callback_tensor_inputs: list[str]
-
-
-def official_strokes(pose: PoseSequence, height: int, width: int) -> dict[str, int]:
-    """Stroke sizes for `render` that match what the released weights were trained on.
-
-    DWPose draws its 4-pixel strokes at the source video's size and the official pipeline then resizes the skeleton
-    images to the generation size, so the strokes shrink (or grow) with that resize.
-    """
-    scale = math.sqrt((height / pose.height) * (width / pose.width))
-    stroke = max(1, round(DWPOSE_STROKE_PIXELS * scale))
-    return {"stick_width": stroke, "point_radius": stroke}
 
 
 class AnimateXPipeline(WanImageToVideoPipeline):
@@ -408,54 +393,20 @@ class AnimateXPipeline(WanImageToVideoPipeline):
             return image.convert("RGB")
         return PIL.Image.fromarray(as_uint8_image(image))
 
-    @staticmethod
-    def _resize_frames(frames: np.ndarray, height: int, width: int, chunk: int = 16) -> np.ndarray:
-        """uint8 (F, h, w, 3) -> uint8 (F, height, width, 3), bilinear, a few frames at a time."""
-        if frames.shape[1:3] == (height, width):
-            return frames
-        resized = np.empty((len(frames), height, width, 3), np.uint8)
-        for start in range(0, len(frames), chunk):
-            # (n, h, w, 3) -> (n, 3, h, w)
-            batch = torch.tensor(frames[start : start + chunk]).permute(0, 3, 1, 2).float()
-            batch = F.interpolate(batch, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-            # (n, 3, H, W) -> (n, H, W, 3)
-            resized[start : start + chunk] = batch.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-        return resized
-
-    @staticmethod
-    def _first_frames(video, count: int):
-        """The first `count` frames of a video input, before any conversion ((3, F, H, W) tensors: along axis 1)."""
-        return video[:, :count] if isinstance(video, torch.Tensor) else video[:count]
-
-    @staticmethod
-    def _pad_frames(frames, length: int):
-        """Repeat the last frame up to `length` frames (the official script pads short driving videos this way)."""
-        missing = length - len(frames)
-        if missing <= 0:
-            return frames[:length]
-        if isinstance(frames, torch.Tensor):
-            return torch.cat([frames, frames[-1:].expand(missing, *frames.shape[1:])])
-        return np.concatenate([frames, np.repeat(frames[-1:], missing, axis=0)])
-
     @torch.no_grad()
     def encode_driving_frames(self, frames: np.ndarray, chunk: int = 16) -> torch.Tensor:
         """Pooled, projected CLIP embeddings (F, D_clip) of uint8 frames (F, H, W, 3), for the IPI.
 
-        As the official code: each frame squashed to the CLIP's square input (no crop), scaled to [0, 1] and
-        normalised with CLIP's mean and std. Frames go through the encoder `chunk` at a time.
+        The frames are preprocessed as the official code does (`clip_pixel_values`) and go through the encoder
+        `chunk` at a time.
         """
         size = self.motion_encoder.config.image_size
         device = get_module_execution_device(self.motion_encoder)
-        mean = torch.tensor(OPENAI_CLIP_MEAN, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(OPENAI_CLIP_STD, device=device).view(1, 3, 1, 1)
         embeds = []
         for start in range(0, len(frames), chunk):
-            # (n, H, W, 3) -> (n, 3, H, W)
-            batch = torch.tensor(frames[start : start + chunk], device=device).permute(0, 3, 1, 2).float() / 255.0
-            batch = F.interpolate(batch, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-            pixel_values = ((batch - mean) / std).to(self.motion_encoder.dtype)
-            embeds.append(self.motion_encoder(pixel_values=pixel_values).image_embeds.float())
-        return torch.cat(embeds)
+            pixel_values = clip_pixel_values(frames[start : start + chunk], size, device)
+            embeds.append(self.motion_encoder(pixel_values=pixel_values.to(self.motion_encoder.dtype)).image_embeds)
+        return torch.cat(embeds).float()
 
     def prepare_pose_inputs(
         self,
@@ -470,52 +421,35 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         retarget_pose: bool,
         device: torch.device,
     ) -> PoseInputs:
-        """Render or resize the pose video, and prepare the IPI's keypoints and CLIP features and the reference pose.
+        """The pose streams' inputs (`animatex_pp.pose.conditioning.prepare_pose`), with the driving frames' CLIP
+        features, for `plan.generation_frames` frames; the pose video stays uint8 until a window needs it.
 
-        Everything is cut or padded to `plan.generation_frames`; the pose video stays uint8 until a window needs it.
         When fewer frames are asked for than the IPI's window holds, the inputs' own later frames fill the window
         as far as they go (the extra output frames are dropped); only then is the last frame repeated.
         """
         length = plan.generation_frames
-        if retarget_pose:
-            pose = retarget(pose, reference_pose[0])
-        if isinstance(pose, PoseSequence):
-            pose = pose[:length]
-            pose_frames = render(pose, height, width, output="np", **official_strokes(pose, height, width))
-            keypoints = torch.tensor(pose.ipi_keypoints(conf_threshold=keypoint_conf_threshold))
-            keypoints = self._pad_frames(keypoints, length)
-        else:
-            pose_frames = self._resize_frames(as_uint8_video(self._first_frames(pose, length)), height, width)
-            keypoints = None
-        real_pose_frames = len(pose_frames)
-        pose_frames = self._pad_frames(pose_frames, length)
-
-        driving_embeds = None
-        if plan.use_ipi:
-            if driving_video is not None:
-                driving_frames = as_uint8_video(self._first_frames(driving_video, length))
-                driving_embeds = self.encode_driving_frames(driving_frames)
-            else:
-                # No driving frames: CLIP sees the rendered skeletons instead (DESIGN §3), which carry the motion.
-                driving_embeds = self.encode_driving_frames(pose_frames[:real_pose_frames])
-            driving_embeds = self._pad_frames(driving_embeds.to(device), length)
-        else:
-            keypoints = None
-
-        reference = None
-        if reference_pose is not None:
-            if isinstance(reference_pose, PoseSequence):
-                reference = reference_pose[0]
-                reference_image = render(reference, height, width, **official_strokes(reference, height, width))[0]
-            else:
-                reference_image = self._resize_frames(as_uint8_image(reference_pose)[None], height, width)[0]
+        prepared = prepare_pose(
+            pose,
+            reference_pose,
+            length,
+            height,
+            width,
+            driving_video=driving_video,
+            use_ipi=plan.use_ipi,
+            keypoint_conf_threshold=keypoint_conf_threshold,
+            retarget_pose=retarget_pose,
+        )
+        driving_embeds = keypoints = reference = None
+        if prepared.driving_frames is not None:
+            driving_embeds = pad_frames(self.encode_driving_frames(prepared.driving_frames).to(device), length)
+            keypoints = torch.from_numpy(prepared.keypoints).to(device)
+        if prepared.reference_pose is not None:
             # (H, W, 3) -> (B, 3, H, W) in [0, 1]
-            reference = torch.tensor(reference_image, device=device).permute(2, 0, 1).float() / 255.0
+            reference = torch.from_numpy(prepared.reference_pose).to(device).permute(2, 0, 1).float() / 255.0
             reference = reference.unsqueeze(0).expand(batch_size, -1, -1, -1)
-
         return PoseInputs(
-            pose_frames=pose_frames if self._has_stream("pose_video_encoder") else None,
-            keypoints=keypoints.to(device) if keypoints is not None else None,
+            pose_frames=prepared.pose_frames if self._has_stream("pose_video_encoder") else None,
+            keypoints=keypoints,
             driving_embeds=driving_embeds,
             reference_pose=reference,
         )

@@ -9,7 +9,7 @@ from transformers import CLIPImageProcessorPil
 
 from animatex_pp import AnimateXPipeline
 from animatex_pp.models.presets import split_preset
-from animatex_pp.pipelines.pipeline_animatex import official_strokes
+from animatex_pp.pose.conditioning import official_strokes
 from animatex_pp.pose import PoseSequence, render, retarget
 from animatex_pp.testing import tiny_components, tiny_pipeline
 
