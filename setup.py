@@ -25,6 +25,7 @@ CORE_REQUIREMENTS = [
     "numpy>=1.26",
     "pillow>=10",
     "tqdm>=4.66",
+    "torchmetrics>=1.4",
 ]
 
 EXTRAS = {
