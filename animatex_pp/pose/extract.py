@@ -2,7 +2,9 @@
 
 Backends share one small interface (`PoseBackend`): called on an RGB uint8 frame they return that frame's
 `PoseSequence` fields (normalised coordinates and confidences); `reset()` forgets the tracked person; `close()`
-releases resources. `extract` accepts a backend name or any object with that interface.
+releases resources. `extract` accepts a backend name or any object with that interface, and runs it through
+`views.MultiScaleBackend` (each frame at a size the backend works at, retried at another scale and in crops when
+nobody is found); frames where nobody is found are logged as a warning naming the input.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from animatex_pp.data.video import (
     selected_fps,
     video_info,
 )
+from animatex_pp.pose.report import warn_missing
 from animatex_pp.pose.sequence import PoseSequence
+from animatex_pp.pose.views import MultiScaleBackend
 
 __all__ = ["BACKENDS", "PoseBackend", "extract", "make_backend"]
 
@@ -122,6 +126,8 @@ def extract(
     rate (stored in the result). `stride`, `start`, `max_frames` select frames as `read_video` does. `backend`:
     `"mediapipe"` (default; option `hands=True`) or `"dwpose"` (options `det_model=`, `pose_model=` paths), or a
     backend object. When several people appear, one is followed throughout: the largest, most central at first.
+    Frames are shown to the backend at most `views.MAX_SIDE` pixels long; a frame where nobody is found is tried
+    again at another scale and in crops, and points are mapped back to the frame's own coordinates.
     """
     frames, total, out_fps, still = _frames_source(video_or_frames, fps, stride, start, max_frames)
     if isinstance(backend, str):
@@ -136,10 +142,13 @@ def extract(
         # A backend passed in may still follow the person of its previous input.
         backend_object.reset()
     try:
-        return _run(backend_object, frames, total, out_fps, progress)
+        pose = _run(MultiScaleBackend(backend_object), frames, total, out_fps, progress)
     finally:
         if owned:
             backend_object.close()
+    source = str(video_or_frames) if isinstance(video_or_frames, (str, os.PathLike)) else "the frames given"
+    warn_missing(pose, source, backend_object.name)
+    return pose
 
 
 def _run(backend: PoseBackend, frames: Iterable[np.ndarray], total: int | None, fps, progress: bool) -> PoseSequence:
