@@ -1,8 +1,9 @@
 """Side-by-side previews of a generation: reference | pose | output, as an MP4 and as a PNG contact sheet.
 
-Also the small converters that bring every image and video format the library accepts (PIL; uint8 or float arrays,
-channels-last; uint8 or float tensors, channels-first; floats in [0, 1]) to uint8 arrays, which the pipeline uses for
-its inputs as well.
+Also the small converters that bring every image and video format the library accepts (PIL; uint8, uint16 or float
+arrays, channels-last; uint8 or float tensors, channels-first; floats in [0, 1]) to uint8 arrays, which the pipeline
+uses for its inputs as well. PIL images go through `animatex_pp.data.image.to_rgb` (16-bit levels scaled,
+transparency composited over white) and uint16 arrays are scaled (65535 -> 255), never clipped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import PIL.ImageDraw
 import PIL.ImageFont
 import torch
 
+from animatex_pp.data.image import to_rgb
 from animatex_pp.data.video import write_video
 from animatex_pp.files import atomic_output
 
@@ -25,16 +27,18 @@ LABEL_HEIGHT = 14
 # Float pixels may overshoot [0, 1] by rounding error (resampling, a decoder's last layer); less than half a uint8
 # step still lands on 0 or 255, so only larger excursions are range errors.
 FLOAT_RANGE_TOLERANCE = 0.5 / 255
+# uint16 levels to uint8: 65535 -> 255 and 257 * k -> k.
+UINT16_PER_UINT8 = 257.0
 
 
 def as_uint8_image(image) -> np.ndarray:
     """An image -> uint8 (H, W, 3).
 
-    Accepted: a PIL image, a uint8 or float (in [0, 1]) array (H, W, 3), or a uint8 or float (in [0, 1]) tensor
-    (3, H, W). Arrays are channels-last, tensors channels-first.
+    Accepted: a PIL image (any mode), a uint8, uint16 or float (in [0, 1]) array (H, W, 3), or a uint8 or float
+    (in [0, 1]) tensor (3, H, W). Arrays are channels-last, tensors channels-first.
     """
     if isinstance(image, PIL.Image.Image):
-        return np.asarray(image.convert("RGB")).copy()
+        return np.asarray(to_rgb(image)).copy()
     if isinstance(image, torch.Tensor):
         if image.ndim != 3 or image.shape[0] != 3:
             raise ValueError(f"an image tensor must be (3, H, W), got shape {tuple(image.shape)}")
@@ -78,8 +82,10 @@ def _tensor_to_numpy(tensor: torch.Tensor) -> np.ndarray:
 def _to_uint8(array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
+    if array.dtype == np.uint16:
+        return (array / UINT16_PER_UINT8).round().astype(np.uint8)
     if not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(f"pixels must be uint8 or float in [0, 1], got dtype {array.dtype}")
+        raise ValueError(f"pixels must be uint8, uint16 or float in [0, 1], got dtype {array.dtype}")
     low, high = float(array.min()), float(array.max())
     # Written so that NaN fails it too.
     if not (low >= -FLOAT_RANGE_TOLERANCE and high <= 1.0 + FLOAT_RANGE_TOLERANCE):

@@ -3,6 +3,10 @@
 Frames are RGB uint8 arrays `(frames, height, width, 3)`. Reading streams: frames are decoded one at a time and only
 the selected ones are kept, so a long video costs the memory of what is returned, not of the whole file.
 
+Frames come out upright, as a player shows them: a rotation in the file's display matrix (phone videos shot in
+portrait are stored landscape with a 90-degree rotation) is applied when decoding, and `video_info` reports the
+displayed size.
+
 Frame selection, in this order: resample to `fps` (the source frame on screen at each output time; repeats frames
 when `fps` exceeds the source rate), skip the first `start` frames of that sequence, keep every `stride`-th, stop
 after `max_frames`.
@@ -90,6 +94,13 @@ def _open(path: Path) -> av.container.InputContainer:
     return container
 
 
+def _upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """Apply a frame's display rotation (degrees counter-clockwise, PyAV's `VideoFrame.rotation`) to its pixels."""
+    quarter_turns = round(rotation / 90) % 4
+    # np.rot90 turns counter-clockwise, as the display matrix does.
+    return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
+
+
 def _stream_fps(stream: av.video.stream.VideoStream, path: Path) -> float:
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     if not rate or float(rate) <= 0:
@@ -98,7 +109,7 @@ def _stream_fps(stream: av.video.stream.VideoStream, path: Path) -> float:
 
 
 def video_info(path: str | os.PathLike) -> VideoInfo:
-    """Frame count, frame rate and size of a video, from its header (no decoding)."""
+    """Frame count, frame rate and displayed size of a video, from its header and its first frame's rotation."""
     path = _check_readable(path)
     container = _open(path)
     with container:
@@ -108,6 +119,13 @@ def video_info(path: str | os.PathLike) -> VideoInfo:
         if not num_frames and stream.duration is not None:
             num_frames = round(float(stream.duration * stream.time_base) * fps)
         height, width = stream.codec_context.height, stream.codec_context.width
+        # The display matrix reaches the frames, not the header PyAV exposes: decode one frame to read it.
+        try:
+            rotation = next(container.decode(stream)).rotation
+        except (StopIteration, av.FFmpegError):
+            rotation = 0  # nothing decodable: the readers report that when they are asked for frames
+        if round(rotation / 90) % 2:
+            height, width = width, height
         return VideoInfo(num_frames=int(num_frames or 0), fps=fps, height=height, width=width)
 
 
@@ -180,7 +198,7 @@ def _decode_selected(
                 decoded = source_index + 1
                 if source_index < next_source:
                     continue
-                image = frame.to_ndarray(format="rgb24")
+                image = _upright(frame.to_ndarray(format="rgb24"), frame.rotation)
                 # Upsampling can show one source frame at several output frames.
                 while next_source == source_index:
                     yield image
@@ -277,8 +295,8 @@ def _encode(path: Path, frames: np.ndarray | Iterable[np.ndarray], fps: float, c
                 height, width = size
                 if height % 2 or width % 2:
                     raise ValueError(
-                        f"H.264 (yuv420p) needs an even width and height, got {width}x{height}: crop or pad the "
-                        "frames by one pixel"
+                        f"H.264 (yuv420p) needs an even height and width, got {height}x{width} (HxW): crop or pad "
+                        "the frames by one pixel"
                     )
                 stream = container.add_stream("libx264", rate=rate)
                 stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"

@@ -190,7 +190,7 @@ def test_not_a_video(tmp_path):
 
 
 def test_write_rejects_bad_frames(tmp_path):
-    with pytest.raises(ValueError, match="even width and height"):
+    with pytest.raises(ValueError, match=r"even height and width, got 47x64 \(HxW\)"):
         write_video(tmp_path / "odd.mp4", np.zeros((2, 47, 64, 3), np.uint8), fps=8)
     with pytest.raises(ValueError, match="uint8"):
         write_video(tmp_path / "float.mp4", np.zeros((2, 48, 64, 3), np.float32), fps=8)
@@ -231,3 +231,28 @@ def test_reads_the_shared_sample_videos(shared_assets):
     assert frames.shape == (5, 940, 720, 3) and fps == pytest.approx(8)
     info = video_info(shared_assets / "videos" / "fashion_walk_380f.mp4")
     assert info.num_frames == 380 and info.fps == pytest.approx(30000 / 1001)
+
+
+@pytest.mark.parametrize("rotation", [-90, 90, 180])
+def test_display_rotation_is_applied_as_a_player_shows_it(tmp_path, rotation):
+    """A phone portrait video: landscape pixels plus a display-matrix rotation (PyAV writes it directly)."""
+    stored = np.zeros((3, 32, 64, 3), np.uint8)
+    stored[:, :8, :16] = 255  # a white block in the stored top-left corner
+    path = tmp_path / "portrait.mp4"
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(rotation)  # degrees counter-clockwise, as VideoFrame.rotation reads it back
+        for frame in stored:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+    frames, _ = read_video(path)
+    expected = np.rot90(stored, rotation // 90, axes=(1, 2))  # counter-clockwise quarter turns of (H, W)
+    assert frames.shape == expected.shape
+    assert np.abs(frames.astype(int) - expected).mean() < 8  # H.264 blurs the block's edges only
+    info = video_info(path)
+    assert (info.height, info.width) == expected.shape[1:3]
+    assert next(iter_video(path)).shape == expected.shape[1:]
