@@ -60,18 +60,6 @@ DROPPABLE_PARTS = tuple(PART_POINTS)
 ADDABLE_PARTS = ("left_arm", "right_arm", "left_leg", "right_leg")
 
 
-def _mirror_points() -> np.ndarray:
-    """The unified index of each point's counterpart on the other side of the body."""
-    mirror = np.arange(kin.NUM_POINTS)
-    mirror[: sk.NUM_BODY] = kin.BODY_MIRROR
-    for a, b in ((kin.hand_points(sk.LEFT), kin.hand_points(sk.RIGHT)), (kin.foot_points(0), kin.foot_points(1))):
-        mirror[a], mirror[b] = b, a
-    return mirror
-
-
-MIRROR = _mirror_points()
-
-
 def rescale(pose: PoseSequence, op: str, factor: float) -> PoseSequence:
     """Multiply the length of the bones of `op` by `factor`, keeping every bone's direction.
 
@@ -118,10 +106,10 @@ def add_part(pose: PoseSequence, part: str) -> PoseSequence:
         raise ValueError(f"part {part!r} cannot be added: choose one of {', '.join(ADDABLE_PARTS)}")
     points, conf = kin.to_points(pose)
     visible = conf >= sk.CONF_THRESHOLD
-    target, source = PART_POINTS[part], MIRROR[PART_POINTS[part]]
+    target, source = PART_POINTS[part], kin.MIRROR[PART_POINTS[part]]
     root = PART_ROOTS[part]
-    attach, source_attach = kin.PARENTS[root], kin.PARENTS[MIRROR[root]]
-    frames = ~visible[:, root] & visible[:, MIRROR[root]] & visible[:, attach] & visible[:, sk.NECK]
+    attach, source_attach = kin.PARENTS[root], kin.PARENTS[kin.MIRROR[root]]
+    frames = ~visible[:, root] & visible[:, kin.MIRROR[root]] & visible[:, attach] & visible[:, sk.NECK]
     if not frames.any():
         return pose
     neck, direction = _body_axis(points, visible)

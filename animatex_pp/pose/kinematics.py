@@ -43,6 +43,24 @@ def foot_points(side: int) -> np.ndarray:
 
 
 FACE_POINTS = np.arange(sk.NUM_FACE) + FACE_START
+# iBUG-68 point of the other side of the face: jaw, brows, nose, eyes, outer lips, inner lips.
+FACE_MIRROR = (
+    *range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, 35, 34, 33, 32, 31, 45, 44, 43, 42, 47, 46, 39, 38,
+    37, 36, 41, 40, 54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65,
+)  # fmt: skip
+
+
+def _mirror_points() -> np.ndarray:
+    """The unified index of each point's counterpart on the other side of the body."""
+    mirror = np.arange(NUM_POINTS)
+    mirror[: sk.NUM_BODY] = BODY_MIRROR
+    for a, b in ((hand_points(sk.LEFT), hand_points(sk.RIGHT)), (foot_points(sk.LEFT), foot_points(sk.RIGHT))):
+        mirror[a], mirror[b] = b, a
+    mirror[FACE_POINTS] = np.asarray(FACE_MIRROR) + FACE_START
+    return mirror
+
+
+MIRROR = _mirror_points()
 
 
 def _build_parents() -> np.ndarray:
@@ -142,6 +160,12 @@ def bone_lengths(points: np.ndarray, visible: np.ndarray) -> np.ndarray:
     lengths = np.linalg.norm(points - points[:, parents], axis=-1)
     both = visible & visible[:, parents] & (PARENTS >= 0)
     return np.where(both, lengths, np.nan)
+
+
+def swap_sides(pose: PoseSequence) -> PoseSequence:
+    """The pose with every left and right label exchanged (body, feet, hands and face); positions unchanged."""
+    points, conf = to_points(pose)
+    return from_points(pose, points[:, MIRROR], conf[:, MIRROR])
 
 
 def subtree(point: int) -> np.ndarray:

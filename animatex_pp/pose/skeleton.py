@@ -20,6 +20,12 @@ R_SHOULDER, R_ELBOW, R_WRIST, L_SHOULDER, L_ELBOW, L_WRIST = 2, 3, 4, 5, 6, 7
 R_HIP, R_KNEE, R_ANKLE, L_HIP, L_KNEE, L_ANKLE = 8, 9, 10, 11, 12, 13
 R_EYE, L_EYE, R_EAR, L_EAR = 14, 15, 16, 17
 
+BODY_NAMES = (
+    "nose", "neck", "right shoulder", "right elbow", "right wrist", "left shoulder", "left elbow", "left wrist",
+    "right hip", "right knee", "right ankle", "left hip", "left knee", "left ankle", "right eye", "left eye",
+    "right ear", "left ear",
+)  # fmt: skip
+
 NUM_BODY, NUM_FEET, NUM_HAND, NUM_FACE = 18, 6, 21, 68
 LEFT, RIGHT = 0, 1  # index of a hand in the (2, 21) hand axis
 

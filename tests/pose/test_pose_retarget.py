@@ -1,10 +1,14 @@
 """Retargeting on synthetic skeletons of known proportions: lengths from the reference, angles and motion from the
 driving sequence; missing points tolerated."""
 
+import logging
+
 import numpy as np
 import pytest
 
-from animatex_pp.pose import realign, retarget
+from animatex_pp.pose import realign, render, retarget
+from animatex_pp.pose.kinematics import swap_sides
+from animatex_pp.pose.retarget import MAX_BODY_EXTENT, bone_ratios
 from tests.pose.synthetic import (
     BONES,
     HUMAN_LENGTHS,
@@ -84,7 +88,7 @@ def test_confidences_are_the_driving_ones():
 def test_bone_missing_in_the_reference_takes_its_mirror_ratio():
     conf = np.ones((1, 18))
     conf[0, [6, 7]] = 0.0  # the reference's left elbow and wrist are not seen
-    result = pixels_of(retarget(driving_pose(), reference_pose(conf)))
+    result = pixels_of(retarget(driving_pose(), reference_pose(conf), keep_missing_parts=True))
     # Left upper arm and forearm scale as the right ones do.
     for name, mirror in (("l_upper_arm", "r_upper_arm"), ("l_forearm", "r_forearm")):
         ratio = CHARACTER_LENGTHS[mirror] / HUMAN_LENGTHS[mirror]
@@ -94,7 +98,7 @@ def test_bone_missing_in_the_reference_takes_its_mirror_ratio():
 def test_bone_missing_on_both_sides_takes_the_global_scale():
     conf = np.ones((1, 18))
     conf[0, [9, 12]] = 0.0  # no knees in the reference: neither thigh nor shin can be measured
-    result = pixels_of(retarget(driving_pose(), reference_pose(conf)))
+    result = pixels_of(retarget(driving_pose(), reference_pose(conf), keep_missing_parts=True))
     for name in ("r_thigh", "l_thigh", "r_shin", "l_shin"):
         np.testing.assert_allclose(bone_length(result, name), TORSO_RATIO * HUMAN_LENGTHS[name], rtol=1e-5)
 
@@ -156,6 +160,78 @@ def test_realign_keeps_place_and_size_and_takes_proportions():
     # driving person's size.
     for name in BONES:
         np.testing.assert_allclose(bone_length(pixels, name), CHARACTER_LENGTHS[name] / TORSO_RATIO, rtol=1e-5)
+
+
+def test_a_legless_character_gets_no_legs():
+    conf = np.ones((1, 18))
+    conf[0, [9, 10, 12, 13]] = 0.0  # a mermaid: hips, no knees or ankles
+    feet = np.zeros((NUM_FRAMES, 6, 2)), np.ones((NUM_FRAMES, 6))
+    driving = make_pose(pixels_of(driving_pose()), 720, 940, feet=feet)
+    result = retarget(driving, reference_pose(conf))
+    assert (result.body_conf[:, [9, 10, 12, 13]] == 0).all() and (result.feet_conf == 0).all()
+    assert (result.body_conf[:, [8, 11]] == 1).all()  # the hips stay: the reference shows them
+    drawn = render(result, 1216, 832)
+    assert drawn[:, 900:].max() == 0  # nothing drawn below the tail's start (the hips are at y ~ 540)
+    kept = retarget(driving, reference_pose(conf), keep_missing_parts=True)
+    assert (kept.body_conf == 1).all() and (kept.feet_conf == 1).all()
+
+
+def test_an_armless_character_gets_no_arms_but_an_occluded_elbow_is_kept(caplog):
+    conf = np.ones((1, 18))
+    conf[0, [3, 4, 6, 7]] = 0.0  # no elbows or wrists
+    hands = np.zeros((NUM_FRAMES, 2, 21, 2)), np.ones((NUM_FRAMES, 2, 21))
+    driving = make_pose(pixels_of(driving_pose()), 720, 940, hands=hands)
+    with caplog.at_level(logging.WARNING, logger="animatex_pp.pose"):
+        result = retarget(driving, reference_pose(conf))
+    assert (result.body_conf[:, [3, 4, 6, 7]] == 0).all() and (result.hands_conf == 0).all()
+    assert "no right elbow, right wrist, left elbow, left wrist" in caplog.text and "keep_missing_parts" in caplog.text
+    conf = np.ones((1, 18))
+    conf[0, 3] = 0.0  # the right elbow hidden behind the body, the wrist seen: the arm is there
+    assert (retarget(driving, reference_pose(conf)).body_conf == 1).all()
+
+
+def test_a_face_alone_cannot_size_the_body():
+    conf = np.zeros((1, 18))
+    conf[0, [0, 14, 15, 16, 17]] = 1.0  # a portrait: nose, eyes, ears
+    with pytest.raises(ValueError, match="only face bones"):
+        retarget(driving_pose(), reference_pose(conf))
+
+
+def test_a_scale_the_other_bones_do_not_support_is_clamped(caplog):
+    # The reference's torso bones are 7x the driving ones (a torso seen through a fisheye), every other bone 1.2x.
+    lengths = {name: 1.2 * length for name, length in HUMAN_LENGTHS.items()}
+    lengths.update({name: 7 * HUMAN_LENGTHS[name] for name in ("r_shoulder", "l_shoulder", "r_torso", "l_torso")})
+    reference = make_pose([body_pixels(lengths, STANDING_ANGLES, (2000, 1000))], width=4000, height=4000)
+    with caplog.at_level(logging.WARNING, logger="animatex_pp.pose"):
+        _, scale = bone_ratios(driving_pose(), reference)
+    assert scale == pytest.approx(1.2 * 2.0)  # the median of the shared body bones times SCALE_BAND
+    assert "clamped" in caplog.text
+
+
+def test_a_body_far_larger_than_the_image_is_clamped(caplog):
+    # A skeleton about 6x too tall for its 300x400 image (hand-made in the wrong pixel units).
+    lengths = {name: 5 * length for name, length in CHARACTER_LENGTHS.items()}
+    reference = make_pose([body_pixels(lengths, STANDING_ANGLES, (150, 100))], width=300, height=400)
+    with caplog.at_level(logging.WARNING, logger="animatex_pp.pose"):
+        result = pixels_of(retarget(driving_pose(), reference))
+    extent = result[0].max(axis=0) - result[0].min(axis=0)
+    assert np.max(extent / (300, 400)) == pytest.approx(MAX_BODY_EXTENT)
+    assert "would span" in caplog.text
+
+
+def test_swapped_left_and_right_are_flagged_or_fixed(caplog):
+    reference = reference_pose()
+    swapped = swap_sides(reference)  # the character faces the camera but is labelled as facing away
+    with caplog.at_level(logging.WARNING, logger="animatex_pp.pose"):
+        retarget(driving_pose(), swapped)
+    assert "faces away from the camera but the first driving frame faces the camera" in caplog.text
+    assert "match_sides=True" in caplog.text
+    fixed = retarget(driving_pose(), swapped, match_sides=True)
+    np.testing.assert_allclose(pixels_of(fixed), pixels_of(retarget(driving_pose(), reference)), atol=1e-4)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="animatex_pp.pose"):
+        retarget(driving_pose(), reference)
+    assert "faces" not in caplog.text  # both face the camera: nothing to say
 
 
 def test_errors():
