@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from animatex_pp.eval.frames import to_unit_float
+
 LABELS = ("left", "right", "up", "down", "zoom_in", "zoom_out", "still")
 
 # Width (pixels) of the Gaussian the correlation peak is smoothed to: a Gaussian peak is located exactly by a
@@ -154,18 +156,10 @@ def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _to_gray(frames: np.ndarray) -> np.ndarray:
     """(F, H, W, 3) uint8 in [0, 255] or float in [0, 1] -> (F, H, W) float64 luma in [0, 1]."""
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be (F, H, W, 3) RGB; got shape {frames.shape}")
+    frames = to_unit_float(frames, "frames", "(F, H, W, 3)")
     if frames.shape[0] < 2:
         raise ValueError(f"background motion needs at least 2 frames; got {frames.shape[0]}")
-    if frames.dtype == np.uint8:
-        frames = frames / 255.0
-    elif np.issubdtype(frames.dtype, np.floating):
-        frames = frames.astype(np.float64)
-    else:
-        raise ValueError(f"frames must be uint8 in [0, 255] or float in [0, 1]; got dtype {frames.dtype}")
-    return frames @ np.array([0.299, 0.587, 0.114])  # (F, H, W, 3) -> (F, H, W), ITU-R BT.601 luma
+    return frames.astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # (F, H, W, 3) -> (F, H, W), BT.601 luma
 
 
 @dataclass
