@@ -27,10 +27,11 @@ from animatex_pp.pose.sequence import PoseSequence
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["iter_render", "render"]
+__all__ = ["MAX_SIDE", "iter_render", "render"]
 
 ELLIPSE_VERTICES = 32  # enough for a smooth limb outline at any stick width used in practice
 LIMB_DIM = 0.6  # DWPose dims the limbs (not the points) to 60%
+MAX_SIDE = 8192  # larger frames are a typo, not a video: 81 such frames would need 16 GB
 
 
 def _check(pose: PoseSequence, height: int, width: int, stick_width: int, point_radius: int, color_order: str):
@@ -39,6 +40,8 @@ def _check(pose: PoseSequence, height: int, width: int, stick_width: int, point_
     for name, value in (("height", height), ("width", width), ("stick_width", stick_width)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if max(height, width) > MAX_SIDE:
+        raise ValueError(f"render draws at most {MAX_SIDE} pixels a side, got {height}x{width} (HxW)")
     if isinstance(point_radius, bool) or not isinstance(point_radius, (int, np.integer)) or point_radius < 0:
         raise ValueError(f"point_radius must be an integer >= 0, got {point_radius!r}")
     if color_order not in ("bgr", "rgb"):

@@ -78,4 +78,100 @@ def test_bad_input_exits_with_2(extracted, tmp_path, capsys):
         assert message in capsys.readouterr().err, argv
     assert main(["pose", "render", str(extracted), "--out", str(tmp_path / "x.mp4"), "--height", "big"]) == 2
     assert main(["pose", "render", str(extracted), "--out", str(tmp_path / "x.mp4"), "--height", "95"]) == 2
-    assert "even width and height" in capsys.readouterr().err
+    assert "even height and width" in capsys.readouterr().err
+
+
+def test_extract_summary_tells_whole_from_partial(extracted, capsys, tmp_path, shared_assets):
+    out = tmp_path / "walk.npz"
+    video = shared_assets / "videos" / "fashion_walk_380f.mp4"
+    assert main(["pose", "extract", str(video), "--out", str(out), "--max-frames", "2", "--quiet", "--no-hands"]) == 0
+    assert "whole body on 2 of 2 frames" in capsys.readouterr().out
+
+
+def test_extract_finding_nobody_refuses_unless_allowed(shared_assets, tmp_path, capsys):
+    image = shared_assets / "images" / "winged_figure.jpeg"
+    out = tmp_path / "winged.pose.json"
+    assert main(["pose", "extract", str(image), "--out", str(out), "--no-hands"]) == 2
+    err = capsys.readouterr().err
+    assert f"mediapipe found nobody in {image}, so {out} was not written" in err
+    assert "write its skeleton by hand" in err and "--allow-empty-pose" in err
+    assert not out.exists()
+    assert main(["pose", "extract", str(image), "--out", str(out), "--no-hands", "--allow-empty-pose"]) == 0
+    assert "nobody on 1 (frames 0)" in capsys.readouterr().out
+    assert out.is_file()
+
+
+def hand_made_skeleton(tmp_path):
+    """A skeleton typed by hand in pixels of a 300x400 picture, as docs/pose.md shows."""
+    pose = make_pose([body_pixels(HUMAN_LENGTHS, STANDING_ANGLES, (150, 80))], width=300, height=400, fps=None)
+    Image.new("RGB", (300, 400), (200, 180, 160)).save(tmp_path / "character.png")
+    return pose.save(tmp_path / "character.pose.json"), tmp_path / "character.png"
+
+
+def test_render_one_frame_over_the_reference_image(tmp_path):
+    pose_path, image = hand_made_skeleton(tmp_path)
+    out = tmp_path / "check.png"
+    args = ["pose", "render", str(pose_path), "--frame", "0", "--over", str(image), "--out", str(out)]
+    assert main([*args, "--color-order", "rgb"]) == 0
+    picture = np.asarray(Image.open(out))
+    assert picture.shape == (400, 300, 3)
+    np.testing.assert_array_equal(picture[5, 5], (100, 90, 80))  # the image, dimmed, where nothing is drawn
+    np.testing.assert_array_equal(picture[80, 150], (255, 85, 0))  # the neck's point, in OpenPose's colours
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--height", "0"], "--height 0: a side must be 1 to 8192 pixels"),
+        (["--width", "-4"], "--width -4: a side must be 1 to 8192 pixels"),
+        (["--height", "9000"], "--height 9000: a side must be 1 to 8192 pixels"),
+        (["--fps", "0"], "--fps must be positive, got 0"),
+        (["--fps", "-2"], "--fps must be positive, got -2"),
+        (["--stick-width", "0"], "--stick-width must be positive"),
+        (["--frame", "3", "--out", "{tmp}/x.png"], "--frame 3 is out of range"),
+        (["--frame", "0"], "give --out a .png path"),
+        (["--over", "{tmp}/missing.png", "--out", "{tmp}/x.png"], "--over image not found"),
+    ],
+)
+def test_render_refuses_absurd_sizes_and_rates(tmp_path, capsys, extra, message):
+    pose_path, _ = hand_made_skeleton(tmp_path)
+    extra = [value.format(tmp=tmp_path) for value in extra]
+    assert main(["pose", "render", str(pose_path), "--out", str(tmp_path / "x.mp4"), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "x.png").exists()
+
+
+def test_render_refuses_a_pose_measured_on_a_huge_image(tmp_path, capsys):
+    huge = make_pose([body_pixels(HUMAN_LENGTHS, STANDING_ANGLES, (300, 200))], width=20000, height=800).save(
+        tmp_path / "huge.npz"
+    )
+    assert main(["pose", "render", str(huge), "--out", str(tmp_path / "x.mp4")]) == 2
+    assert "the default size 800x20000 (HxW): a side must be 1 to 8192 pixels" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--fps", "0"], "--fps must be positive"), (["--stride", "0"], "--stride must be positive"),
+     (["--start", "-1"], "--start must be at least 0"), (["--max-frames", "0"], "--max-frames must be positive")],
+)  # fmt: skip
+def test_extract_refuses_zero_and_negative_selections(shared_assets, tmp_path, capsys, extra, message):
+    video = shared_assets / "videos" / "dance_anime_32f.mp4"
+    assert main(["pose", "extract", str(video), "--out", str(tmp_path / "p.npz"), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_retarget_refuses_empty_poses_and_a_face_alone(extracted, shared_assets, tmp_path, capsys):
+    pose_path, _ = hand_made_skeleton(tmp_path)
+    out = str(tmp_path / "moved.npz")
+    winged = shared_assets / "images" / "winged_figure.jpeg"
+    assert main(["pose", "retarget", str(extracted), "--reference", str(winged), "--out", out, "--no-hands"]) == 2
+    assert "shows no body point: for a character a detector cannot see" in capsys.readouterr().err
+    empty = make_pose(np.zeros((2, 18, 2)), width=300, height=400, conf=np.zeros((2, 18))).save(tmp_path / "e.npz")
+    assert main(["pose", "retarget", str(empty), "--reference", str(pose_path), "--out", out]) == 2
+    assert "shows nobody in any frame" in capsys.readouterr().err
+    conf = np.zeros((1, 18))
+    conf[0, [0, 14, 15, 16, 17]] = 1.0
+    face = make_pose([body_pixels(HUMAN_LENGTHS, STANDING_ANGLES, (150, 80))], 300, 400, conf=conf)
+    assert main(["pose", "retarget", str(extracted), "--reference", str(face.save(tmp_path / "f.json")),
+                 "--out", out]) == 2  # fmt: skip
+    assert "only face bones" in capsys.readouterr().err
