@@ -3,7 +3,8 @@
 Written by hand because neither the standard library nor our dependencies offer it: a temporary sibling is written
 first and renamed into place on success (`os.replace` is atomic on one filesystem), so a crash or an error leaves
 any earlier file untouched and no half-written output behind. The result gets the permissions an ordinary new file
-or directory would get under the user's umask (`tempfile` creates them private).
+or directory would get under the user's umask (`tempfile` creates them private, and so does safetensors for the
+files it writes).
 """
 
 from __future__ import annotations
@@ -20,6 +21,20 @@ def _current_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return umask
+
+
+def give_umask_permissions(directory: str | os.PathLike) -> None:
+    """Give `directory` and everything under it the permissions new files and folders get under the user's umask.
+
+    safetensors (0.8) writes its files 0o600 whatever the umask, so saved models would otherwise be private.
+    """
+    umask = _current_umask()
+    os.chmod(directory, 0o777 & ~umask)
+    for root, folders, files in os.walk(directory):
+        for name in folders:
+            os.chmod(os.path.join(root, name), 0o777 & ~umask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~umask)
 
 
 @contextmanager
@@ -49,7 +64,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield temporary
-        os.chmod(temporary, 0o777 & ~_current_umask())
+        give_umask_permissions(temporary)
         previous = None
         if path.exists():
             previous = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))

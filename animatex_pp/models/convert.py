@@ -11,6 +11,10 @@ A release (`animate-x++.ckpt`, `animate-x++_simple.ckpt`) is a flat dict of tens
 Module keys are matched by their stem wherever it appears in a key, as the official loader does. Every key must be
 understood: anything unknown, missing or mis-shaped is an error that lists it, never silently dropped.
 
+Stream sizes come from the checkpoint's tensor shapes (`infer_stream_config`); only what shapes cannot tell (head
+counts, strides, dropout) comes from the caller, and the IPI's block range defaults to the official rule for the
+base model's depth (`official_ipi_blocks`).
+
 Typical use (see docs/models.md):
 
     wan = WanTransformer3DModel.from_pretrained("Wan2.1-I2V-14B-720P-Diffusers", subfolder="transformer")
@@ -19,7 +23,9 @@ Typical use (see docs/models.md):
 
 from __future__ import annotations
 
+import inspect
 import os
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +33,13 @@ from typing import Literal
 
 import torch
 from diffusers import WanTransformer3DModel
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from animatex_pp.files import atomic_output
 from animatex_pp.models.pose_streams import sinusoidal_position_table
 from animatex_pp.models.transformer import AnimateXTransformer3DModel
+from animatex_pp.models.weight_files import REDOWNLOAD, check_safetensors
 
 LORA_PREFIX = "pipe.dit."
 
@@ -103,14 +111,21 @@ def load_animatex_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]
     if not path.is_file():
         raise FileNotFoundError(f"Animate-X++ checkpoint not found: {path}")
     if path.suffix == ".safetensors":
-        return load_file(path)
+        check_safetensors(path)
+        try:
+            return load_file(path)
+        except SafetensorError as error:
+            raise ValueError(f"{path} could not be read as safetensors ({error}): {REDOWNLOAD}") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
+    except pickle.UnpicklingError as error:
         raise ValueError(
-            f"{path} could not be read as a tensors-only torch checkpoint ({error}). Only plain tensor "
-            "dicts are accepted; a checkpoint that needs arbitrary unpickling is refused for safety."
-        ) from error
+            f"{path} could not be read as a tensors-only torch checkpoint ({str(error).splitlines()[0]}). Only "
+            "plain tensor dicts are accepted; a checkpoint that needs arbitrary unpickling is refused for safety."
+        ) from None
+    except (RuntimeError, EOFError, OSError) as error:
+        # torch's zip reader ("failed finding central directory") and the legacy pickle reader on a cut-off file.
+        raise ValueError(f"{path} is truncated or corrupt ({str(error).splitlines()[0]}): {REDOWNLOAD}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
@@ -211,6 +226,103 @@ def load_stream_weights(model: AnimateXTransformer3DModel, streams: dict[str, to
     model.load_state_dict(streams, strict=False)
 
 
+def official_ipi_blocks(num_layers: int) -> dict[str, int]:
+    """The official IPI block range for a DiT of `num_layers` blocks: blocks 2 .. L/2 (2..20 of Wan's 40).
+
+    For very shallow models (tests) the range is clamped to at least one block.
+    """
+    start = min(2, num_layers - 1)
+    return {"ipi_block_start": start, "ipi_block_end": max(num_layers // 2 + 1, start + 1)}
+
+
+def _count_indices(streams: dict[str, torch.Tensor], prefix: str) -> int:
+    """How many numbered submodules `prefix.N.` the keys hold."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    return len({match.group(1) for key in streams if (match := pattern.match(key))})
+
+
+def infer_stream_config(streams: dict[str, torch.Tensor]) -> dict[str, int]:
+    """The stream sizes that converted stream weights' shapes determine (our key names, `convert_animatex_state_dict`).
+
+    Head counts, strides and dropout cannot be read from shapes and are not returned.
+    """
+    config: dict[str, int] = {}
+
+    def shape(key: str) -> torch.Size | None:
+        return streams[key].shape if key in streams else None
+
+    # Conv weights are (out, in, *kernel): the first conv's out channels are the stack's width.
+    if (first := shape("pose_video_encoder.layers.0.weight")) is not None:
+        config["pose_video_hidden_channels"] = first[0]
+    if (first := shape("reference_pose_encoder.layers.0.weight")) is not None:
+        config["reference_pose_hidden_channels"] = first[0]
+    ipi = "implicit_pose_indicator."
+    keypoints = ipi + "keypoint_encoder."
+    if (lift := shape(keypoints + "input_proj.0.weight")) is not None:
+        # Linear weights are (out, in); the input is x and y of every keypoint.
+        config["ipi_num_keypoints"] = lift[1] // 2
+    if (lift := shape(keypoints + "input_proj.1.weight")) is not None:
+        config["ipi_encoder_dim"] = lift[0]
+    if layers := _count_indices(streams, keypoints + "encoder.layers."):
+        config["ipi_encoder_layers"] = layers
+    if (ffn := shape(keypoints + "encoder.layers.0.linear1.weight")) is not None:
+        config["ipi_encoder_ffn_dim"] = ffn[0]
+    if (table := shape(POSITION_TABLE_KEY)) is not None:
+        config["ipi_encoder_max_frames"] = table[-2]  # (1, frames, dim)
+    if (proj_in := shape(ipi + "proj_in.weight")) is not None:
+        config["ipi_resampler_dim"], config["ipi_clip_dim"] = proj_in[0], proj_in[1]
+    if depth := _count_indices(streams, ipi + "layers."):
+        config["ipi_resampler_depth"] = depth
+    if (ff := shape(ipi + "layers.0.ff.1.weight")) is not None and "ipi_resampler_dim" in config:
+        config["ipi_resampler_ff_mult"] = ff[0] // config["ipi_resampler_dim"]
+    if (proj_out := shape(ipi + "proj_out.weight")) is not None:
+        config["ipi_resampler_output_dim"] = proj_out[0]
+    if (temporal := shape(ipi + "temporal_proj.weight")) is not None:
+        # Conv1d over frames as channels: (latent frames, frames, kernel).
+        config["ipi_num_latent_frames"], config["ipi_num_frames"], config["ipi_temporal_kernel_size"] = temporal
+    return {key: int(value) for key, value in config.items()}
+
+
+def _resolve_stream_config(
+    converted: AnimateXCheckpoint, num_layers: int, stream_config: dict[str, object]
+) -> dict[str, object]:
+    """The caller's stream arguments completed by the checkpoint's shapes; a disagreement names the argument."""
+    inferred = infer_stream_config(converted.streams)
+    mismatched = [
+        f"{key}={stream_config[key]} but the checkpoint's weights have {value}"
+        for key, value in inferred.items()
+        if key in stream_config and stream_config[key] != value
+    ]
+    if mismatched:
+        raise ValueError(
+            "The stream sizes given do not match the checkpoint: "
+            + "; ".join(mismatched)
+            + ". Leave these arguments unset: they are read from the checkpoint."
+        )
+    resolved = {**official_ipi_blocks(num_layers), **stream_config, **inferred, "use_ipi": converted.has_ipi}
+    if converted.has_ipi:
+        # The query projection is (heads * head_dim, dim): only the product is in the shapes.
+        query_width = converted.streams["implicit_pose_indicator.layers.0.attn.to_q.weight"].shape[0]
+        heads = resolved.get("ipi_resampler_heads", _default("ipi_resampler_heads"))
+        if query_width % heads:
+            raise ValueError(
+                f"ipi_resampler_heads={heads} does not divide the checkpoint's resampler attention width "
+                f"{query_width}: give the head count the checkpoint was trained with."
+            )
+        head_dim = query_width // heads
+        if resolved.get("ipi_resampler_head_dim", head_dim) != head_dim:
+            raise ValueError(
+                f"ipi_resampler_head_dim={resolved['ipi_resampler_head_dim']} but the checkpoint's resampler "
+                f"attention width {query_width} over ipi_resampler_heads={heads} gives {head_dim}: leave it unset."
+            )
+        resolved["ipi_resampler_head_dim"] = head_dim
+    return resolved
+
+
+def _default(argument: str):
+    return inspect.signature(AnimateXTransformer3DModel.__init__).parameters[argument].default
+
+
 def animatex_from_wan(
     wan_transformer: WanTransformer3DModel,
     checkpoint: str | os.PathLike | dict[str, torch.Tensor],
@@ -227,7 +339,11 @@ def animatex_from_wan(
         lora: "merge" folds W += alpha * B @ A into the weights (as DiffSynth does); "adapter" loads it as a peft
             adapter named `adapter_name` (switchable and removable with diffusers' adapter API).
         lora_alpha: the merge scale (official: 1.0).
-        stream_config: stream sizes if they differ from the official ones. `use_ipi` follows the checkpoint.
+        stream_config: stream arguments that the checkpoint's shapes cannot tell: head counts
+            (`ipi_encoder_heads`, `ipi_resampler_heads`), strides, dropout, the IPI block range (default: blocks
+            2 .. L/2 of the base's L blocks, the official rule). Sizes the shapes do tell (widths, depths, frame
+            counts) are read from the checkpoint; giving one that disagrees is an error naming it. `use_ipi`
+            follows the checkpoint.
     """
     if lora not in ("merge", "adapter"):
         raise ValueError(f"lora must be 'merge' or 'adapter', got {lora!r}.")
@@ -238,7 +354,7 @@ def animatex_from_wan(
             f"use_ipi={stream_config['use_ipi']} but the checkpoint {'has' if converted.has_ipi else 'has no'} "
             "implicit pose indicator weights; leave use_ipi unset to follow the checkpoint."
         )
-    stream_config["use_ipi"] = converted.has_ipi
+    stream_config = _resolve_stream_config(converted, wan_transformer.config.num_layers, stream_config)
     model = AnimateXTransformer3DModel.from_wan(wan_transformer, **stream_config)
     load_stream_weights(model, converted.streams)
     if converted.lora:

@@ -33,6 +33,7 @@ from diffusers.models.transformers.transformer_wan import WanTransformerBlock
 from diffusers.utils import apply_lora_scale, logging
 from diffusers.utils.accelerate_utils import apply_forward_hook
 
+from animatex_pp.files import give_umask_permissions
 from animatex_pp.models.pose_streams import (
     ImplicitPoseIndicator,
     PoseVideoEncoder,
@@ -342,6 +343,11 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
             stream.to_empty(device=device).to(dtype)
         model.initialize_stream_weights()
         return model.train(wan_transformer.training)
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        """diffusers' `save_pretrained`; the files get the user's umask permissions (safetensors makes them 0o600)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        give_umask_permissions(save_directory)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> AnimateXTransformer3DModel:

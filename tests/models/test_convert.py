@@ -9,6 +9,8 @@ reference output the converted model must reproduce.
 import copy
 import datetime
 import math
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -20,7 +22,9 @@ from diffusers import WanTransformer3DModel
 from animatex_pp.models.convert import (
     animatex_from_wan,
     convert_animatex_state_dict,
+    infer_stream_config,
     load_animatex_checkpoint,
+    official_ipi_blocks,
     save_safetensors,
 )
 from animatex_pp.models.presets import split_preset
@@ -333,10 +337,10 @@ def test_bad_checkpoints_are_clear_errors(wan, tmp_path):
         animatex_from_wan(
             copy.deepcopy(wan), {k: v for k, v in state.items() if k != "dwpose_embedding.12.bias"}, **STREAM_CONFIG
         )
-    with pytest.raises(ValueError, match="Shape mismatch.*reference_pose_encoder.layers.0.weight"):
+    with pytest.raises(ValueError, match="Shape mismatch.*reference_pose_encoder.layers.2.weight"):
         animatex_from_wan(
             copy.deepcopy(wan),
-            {**state, "randomref_embedding_pose.0.weight": torch.zeros(5, 3, 3, 3)},
+            {**state, "randomref_embedding_pose.2.weight": torch.zeros(5, 4, 3, 3)},
             **STREAM_CONFIG,
         )
     with pytest.raises(ValueError, match="another model size"):
@@ -351,3 +355,68 @@ def test_bad_checkpoints_are_clear_errors(wan, tmp_path):
     with pytest.raises(ValueError, match="differs from the sinusoid"):
         table_key = "pose_embedding_before.pos_embed.pos_table"
         animatex_from_wan(copy.deepcopy(wan), {**state, table_key: state[table_key] + 1}, **STREAM_CONFIG)
+
+
+# ----------------------------------------------------------------------------- sizes from shapes, files on disk
+
+HEAD_COUNTS = {key: STREAM_CONFIG[key] for key in ("ipi_encoder_heads", "ipi_resampler_heads")}
+
+
+def test_stream_sizes_are_read_from_the_checkpoint(wan):
+    state, _ = synthetic_release(wan)
+    converted = convert_animatex_state_dict(state)
+    inferred = infer_stream_config(converted.streams)
+    shape_free = {"ipi_encoder_heads", "ipi_resampler_heads", "ipi_resampler_head_dim", "ipi_encoder_dropout"}
+    shape_free |= {"ipi_block_start", "ipi_block_end"}
+    expected = {key: value for key, value in STREAM_CONFIG.items() if key not in shape_free}
+    assert inferred == {**expected, "ipi_num_keypoints": 18, "ipi_temporal_kernel_size": 3}
+    # Only the head counts given: every width, depth and frame count comes from the shapes.
+    model = animatex_from_wan(copy.deepcopy(wan), state, **HEAD_COUNTS)
+    for key, value in inferred.items():
+        assert model.config[key] == value, key
+    assert model.config.ipi_resampler_head_dim == STREAM_CONFIG["ipi_resampler_head_dim"]
+
+
+def test_ipi_blocks_default_to_the_official_rule_for_the_depth(wan):
+    assert official_ipi_blocks(40) == {"ipi_block_start": 2, "ipi_block_end": 21}  # blocks 2..20 of Wan2.1-14B
+    state, _ = synthetic_release(wan)
+    model = animatex_from_wan(copy.deepcopy(wan), state, **HEAD_COUNTS)
+    assert (model.config.ipi_block_start, model.config.ipi_block_end) == (2, 3)  # blocks 2..L/2 of 4
+
+
+def test_a_size_that_disagrees_with_the_checkpoint_names_the_argument_and_both_values(wan):
+    state, _ = synthetic_release(wan)
+    with pytest.raises(ValueError, match=r"pose_video_hidden_channels=8 but the checkpoint's weights have 4"):
+        animatex_from_wan(copy.deepcopy(wan), state, **HEAD_COUNTS, pose_video_hidden_channels=8)
+    with pytest.raises(ValueError, match=r"ipi_resampler_heads=3 does not divide .* 32"):
+        animatex_from_wan(copy.deepcopy(wan), state, ipi_resampler_heads=3)
+
+
+def test_truncated_and_corrupt_checkpoints_say_so(wan, tmp_path):
+    state, _ = synthetic_release(wan)
+    save_safetensors(state, tmp_path / "release.safetensors")
+    whole = (tmp_path / "release.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ValueError, match=r"cut.safetensors is truncated: it holds \d+ of the \d+ bytes.*again"):
+        load_animatex_checkpoint(tmp_path / "cut.safetensors")
+    (tmp_path / "header.safetensors").write_bytes(whole[:8] + b"{not json" + whole[17:])
+    with pytest.raises(ValueError, match="header.safetensors is not a valid safetensors file"):
+        load_animatex_checkpoint(tmp_path / "header.safetensors")
+    torch.save(state, tmp_path / "release.ckpt")
+    pickled = (tmp_path / "release.ckpt").read_bytes()
+    (tmp_path / "cut.ckpt").write_bytes(pickled[: len(pickled) // 2])
+    with pytest.raises(ValueError, match="cut.ckpt is truncated or corrupt.*download it again"):
+        load_animatex_checkpoint(tmp_path / "cut.ckpt")
+
+
+def test_saved_weights_get_the_users_umask_permissions(wan, tmp_path):
+    previous = os.umask(0o027)
+    try:
+        save_safetensors({"x": torch.zeros(2)}, tmp_path / "x.safetensors")
+        model = animatex_from_wan(copy.deepcopy(wan), synthetic_release(wan)[0], **HEAD_COUNTS)
+        model.save_pretrained(tmp_path / "model")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "x.safetensors").stat().st_mode) == 0o640
+    for path in (tmp_path / "model").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640, path.name  # safetensors writes 0o600 by itself
