@@ -38,6 +38,7 @@ from transformers import CLIPVisionModel, CLIPVisionModelWithProjection, UMT5Enc
 from transformers.image_processing_utils import BaseImageProcessor
 
 from animatex_pp.data.preview import as_uint8_image
+from animatex_pp.files import give_umask_permissions
 from animatex_pp.models.transformer import AnimateXTransformer3DModel, PoseConditions
 from animatex_pp.pipelines.windowing import (
     WINDOW_STRATEGIES,
@@ -155,6 +156,11 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         self.vae_scale_factor_spatial = self.vae.config.scale_factor_spatial if getattr(self, "vae", None) else 8
         self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
 
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        """diffusers' `save_pretrained`; the files get the user's umask permissions (safetensors makes them 0o600)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        give_umask_permissions(save_directory)
+
     # ------------------------------------------------------------------ checks
 
     @property
@@ -184,9 +190,13 @@ class AnimateXPipeline(WanImageToVideoPipeline):
             raise ValueError(f"`num_frames` must be a positive int, got {num_frames!r}.")
         if num_frames % temporal != 1:
             rounded = math.ceil((num_frames - 1) / temporal) * temporal + 1
+            # Rounding up past the pose's end would only be refused below: round down to what the pose has instead.
+            direction = "up"
+            if pose_length is not None and rounded > pose_length >= num_frames:
+                rounded, direction = (num_frames - 1) // temporal * temporal + 1, "down"
             logger.warning(
                 f"`num_frames` must be {temporal}k+1 (the VAE compresses {temporal} frames into one latent frame); "
-                f"rounding {num_frames} up to {rounded}."
+                f"rounding {num_frames} {direction} to {rounded}."
             )
             num_frames = rounded
         if pose_length is not None and pose_length < num_frames:
@@ -215,7 +225,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         if window_overlap is None:
             overlap = default_overlap(window_latent_frames) if window_latent_frames > 1 else 0
         else:
-            if not isinstance(window_overlap, int) or window_overlap % temporal != 0:
+            if not isinstance(window_overlap, int) or window_overlap < 0 or window_overlap % temporal != 0:
                 raise ValueError(
                     f"`window_overlap` counts pixel frames shared by neighbouring windows and must be a multiple of "
                     f"{temporal} (whole latent frames), got {window_overlap!r}."
@@ -319,8 +329,11 @@ class AnimateXPipeline(WanImageToVideoPipeline):
                 )
         if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"`num_inference_steps` must be a positive int, got {num_inference_steps!r}.")
-        if not isinstance(guidance_scale, (int, float)) or guidance_scale < 0:
-            raise ValueError(f"`guidance_scale` must be a number >= 0 (1 disables guidance), got {guidance_scale!r}.")
+        # Written so that NaN fails it too; infinity would turn every latent into NaN at the first step.
+        if not isinstance(guidance_scale, (int, float)) or not 0 <= guidance_scale < math.inf:
+            raise ValueError(
+                f"`guidance_scale` must be a finite number >= 0 (1 disables guidance), got {guidance_scale!r}."
+            )
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
         if window_strategy not in WINDOW_STRATEGIES:
@@ -358,6 +371,20 @@ class AnimateXPipeline(WanImageToVideoPipeline):
                 raise ValueError(
                     f"`callback_on_step_end_tensor_inputs` may name {self._callback_tensor_inputs}, got {unknown}."
                 )
+        self._warn_if_cut(prompt, "prompt", max_sequence_length)
+        self._warn_if_cut(negative_prompt, "negative prompt", max_sequence_length)
+
+    def _warn_if_cut(self, texts, what: str, max_sequence_length: int) -> None:
+        """Wan's prompt encoding silently truncates at `max_sequence_length` tokens: say so before it happens."""
+        if texts is None or self.tokenizer is None:
+            return
+        for text in [texts] if isinstance(texts, str) else texts:
+            count = len(self.tokenizer(text).input_ids)
+            if count > max_sequence_length:
+                logger.warning(
+                    f"The {what} is {count} tokens long but the text encoder reads {max_sequence_length}: its last "
+                    f"{count - max_sequence_length} tokens are cut. Shorten it to keep all of it."
+                )
 
     @staticmethod
     def _video_length(video, name: str) -> int:
@@ -389,8 +416,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
     @staticmethod
     def _reference_image(image) -> PIL.Image.Image:
         """The reference as an RGB PIL image, the input Wan's image processors take."""
-        if isinstance(image, PIL.Image.Image):
-            return image.convert("RGB")
+        # Through the library's converter for PIL images too: 16-bit levels scaled and alpha composited, not clipped.
         return PIL.Image.fromarray(as_uint8_image(image))
 
     @torch.no_grad()

@@ -352,7 +352,14 @@ def test_reference_pose_image_feeds_the_reference_stream(pipe):
         ({"image": "girl.png"}, "`image` must be a PIL image"),
         ({"pose": "dance.mp4"}, "`pose` must be a PoseSequence"),
         ({"negative_prompt": ["a", "b"]}, "give one per prompt"),
-        ({"guidance_scale": -1}, "`guidance_scale` must be a number >= 0"),
+        ({"guidance_scale": -1}, "`guidance_scale` must be a finite number >= 0"),
+        ({"guidance_scale": float("nan")}, "`guidance_scale` must be a finite number >= 0"),
+        ({"guidance_scale": float("inf")}, "`guidance_scale` must be a finite number >= 0"),
+        ({"height": 0}, "`height`=0 must be a positive multiple of 16"),
+        ({"width": -16}, "`width`=-16 must be a positive multiple of 16"),
+        ({"num_frames": 0}, "`num_frames` must be a positive int"),
+        ({"num_frames": -3}, "`num_frames` must be a positive int"),
+        ({"window_overlap": -4}, "multiple of 4"),
         ({"num_inference_steps": 0}, "`num_inference_steps` must be a positive int"),
         ({"latents": torch.zeros(1, 16, 2, 4, 4)}, r"`latents` must have shape \(1, 16, 3, 4, 4\)"),
         ({"retarget_pose": True}, "needs `pose` and `reference_pose` as PoseSequence"),
@@ -386,6 +393,27 @@ def test_frame_counts_round_up_to_4k_plus_1_with_a_warning(pipe, caplog):
         frames = generate(pipe, pose=pose_video(9), num_frames=7)
     assert frames.shape[1] == 9
     assert "rounding 7 up to 9" in caplog.text
+
+
+def test_rounding_never_goes_up_past_the_pose(pipe, caplog):
+    # 10 frames asked of a 10-frame pose: 13 (up) would be refused as longer than the pose, so 9 (down) is made.
+    with caplog.at_level("WARNING"):
+        frames = generate(pipe, pose=pose_video(10), num_frames=10)
+    assert frames.shape[1] == 9
+    assert "rounding 10 down to 9" in caplog.text
+
+
+def test_a_prompt_longer_than_the_text_encoder_reads_warns_that_it_is_cut(pipe, caplog):
+    long_prompt = " ".join(["dancing"] * 600)  # one token per word in the tiny vocabulary, plus </s>
+    with caplog.at_level("WARNING"):
+        generate(pipe, pose=pose_video(9), prompt=long_prompt, num_inference_steps=1)
+    assert "The prompt is 601 tokens long but the text encoder reads 512: its last 89 tokens are cut" in caplog.text
+
+
+def test_a_transparent_reference_is_composited_over_white(pipe):
+    # A PIL reference given to the Python API goes through the same reader as files: alpha over white.
+    transparent = PIL.Image.new("RGBA", (SIZE, SIZE), (0, 0, 0, 0))
+    assert np.asarray(AnimateXPipeline._reference_image(transparent)).min() == 255
 
 
 def test_default_frame_count_is_the_pose_length_rounded_down(pipe):
