@@ -14,7 +14,11 @@ import sys
 
 from animatex_pp import __version__
 
-COMMAND_MODULES: list[str] = ["animatex_pp.pipelines.commands", "animatex_pp.pose.commands"]
+COMMAND_MODULES: list[str] = [
+    "animatex_pp.pipelines.commands",
+    "animatex_pp.pose.commands",
+    "animatex_pp.synthx.commands",
+]
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
