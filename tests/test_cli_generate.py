@@ -111,11 +111,11 @@ def test_generate_ti2v_needs_no_pose(model_dir, inputs, tmp_path):
         (lambda args, tmp: args.__setitem__(args.index("--size") + 1, "40x32"), "multiple of 16"),
         (lambda args, tmp: args.extend(["--mode", "ti2v"]), "takes no --pose"),
         (lambda args, tmp: args.extend(["--frames", "13"]), "the driving poses have only 9 frames"),
-        (lambda args, tmp: args.extend(["--reference-pose", "auto"]), "found no body"),
+        (lambda args, tmp: args.extend(["--reference-pose", "auto"]), "shows no body"),
         (lambda args, tmp: args.__setitem__(args.index("--image") + 1, str(tmp / "broken.png")), "could not be read"),
         (lambda args, tmp: args.extend(["--retarget"]), "--retarget needs"),
         (lambda args, tmp: args.extend(["--reference-pose", "auto", "--pose-backend", "dwpose"]), "--dwpose-dir"),
-        (lambda args, tmp: args.extend(["--reference-pose", str(tmp / "ref.npz")]), "reference pose not found"),
+        (lambda args, tmp: args.extend(["--reference-pose", str(tmp / "ref.npz")]), "--reference-pose not found"),
     ],
     ids=[
         "no-model",
@@ -168,6 +168,82 @@ def test_a_saved_pose_takes_the_stride_and_its_own_frame_rate(model_dir, tmp_pat
     assert main(args) == 0
     frames, fps = read_video(output)
     assert len(frames) == 9 and fps == pytest.approx(4)  # 18 frames at 8 fps, every 2nd: 9 frames at 4 fps
+
+
+def _empty_pose(path, num_frames=9):
+    from animatex_pp.pose import PoseSequence
+
+    body, conf = np.full((num_frames, 18, 2), 0.5, np.float32), np.zeros((num_frames, 18), np.float32)
+    return PoseSequence(body=body, body_conf=conf, width=SIZE, height=SIZE).save(path)
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Loading the pipeline fails the test: refusals must come before it."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the pipeline was loaded before the inputs were refused")
+
+    monkeypatch.setattr(AnimateXPipeline, "from_pretrained", refuse)
+
+
+def test_empty_poses_are_refused_before_the_model_loads(model_dir, inputs, tmp_path, capsys, caplog, no_model_load):
+    output = tmp_path / "out.mp4"
+    empty = _empty_pose(tmp_path / "empty.npz")
+    args = generate_args(model_dir, inputs, output)
+    args[args.index("--pose") + 1] = str(empty)
+    assert main(args) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert f"the driving poses from {empty} show nobody in any frame" in err and "--allow-empty-pose" in err
+    # A reference pose file with no body point.
+    args = generate_args(model_dir, inputs, output, "--reference-pose", str(_empty_pose(tmp_path / "ref.json", 1)))
+    assert main(args) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "the reference skeleton from" in err and "shows no body" in err
+    assert "--over IMAGE" in err and "by hand" in err
+    # A driving video with no person in it.
+    frames = np.zeros((6, 160, 128, 3), np.uint8)
+    frames[:] = np.linspace(40, 200, 128, dtype=np.uint8)[None, None, :, None]  # an empty grey gradient
+    write_video(tmp_path / "nobody.mp4", frames, 8)
+    args = generate_args(model_dir, inputs, output)
+    args[args.index("--pose") : args.index("--pose") + 2] = ["--driving-video", str(tmp_path / "nobody.mp4")]
+    assert main(args) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert f"mediapipe found nobody in any of the 6 frames of {tmp_path / 'nobody.mp4'}" in caplog.text
+    assert f"the driving poses from {tmp_path / 'nobody.mp4'} show nobody in any frame" in err
+    # A rendered pose video that is black throughout.
+    write_video(tmp_path / "black.mp4", np.zeros((9, SIZE, SIZE, 3), np.uint8), 8)
+    args = generate_args(model_dir, inputs, output)
+    args[args.index("--pose") + 1] = str(tmp_path / "black.mp4")
+    assert main(args) == EXIT_BAD_INPUT
+    assert "show nobody in any frame" in capsys.readouterr().err
+    assert not output.exists()
+
+
+def test_reference_pose_takes_what_the_messages_say(model_dir, inputs, tmp_path, capsys):
+    from tests.pose.synthetic import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
+
+    (tmp_path / "skeleton.txt").write_text("not a pose")
+    args = generate_args(model_dir, inputs, tmp_path / "out.mp4", "--reference-pose", str(tmp_path / "skeleton.txt"))
+    assert main(args) == EXIT_BAD_INPUT
+    assert "--reference-pose must be one of" in capsys.readouterr().err
+    # A skeleton written by hand as JSON, in pixels of the reference image, with --retarget.
+    hand_made = make_pose([body_pixels(HUMAN_LENGTHS, STANDING_ANGLES, (20, 8))], width=40, height=48, fps=None)
+    hand_made.save(tmp_path / "character.json")
+    poses = make_pose([body_pixels(HUMAN_LENGTHS, STANDING_ANGLES, (300, 200))] * 9, width=600, height=800)
+    poses.save(tmp_path / "dance.npz")
+    args = generate_args(model_dir, inputs, tmp_path / "out.mp4", "--reference-pose", str(tmp_path / "character.json"),
+                         "--retarget", "--no-preview")  # fmt: skip
+    args[args.index("--pose") + 1] = str(tmp_path / "dance.npz")
+    assert main(args) == 0
+
+
+def test_allow_empty_pose_generates_anyway(model_dir, inputs, tmp_path):
+    output = tmp_path / "out.mp4"
+    args = generate_args(model_dir, inputs, output, "--allow-empty-pose", "--no-preview")
+    args[args.index("--pose") + 1] = str(_empty_pose(tmp_path / "empty.npz"))
+    assert main(args) == 0
+    assert read_video(output)[0].shape == (9, SIZE, SIZE, 3)
 
 
 def test_help_reads_well():

@@ -11,8 +11,10 @@ from collections.abc import Set
 from pathlib import Path
 
 from animatex_pp.data.video import DEFAULT_FPS, IMAGE_SUFFIXES
+from animatex_pp.pose.commands import POSE_SUFFIXES
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif"}
+EMPTY_SKELETON_LEVEL = 32  # a rendered skeleton video or image darker than this everywhere has nothing drawn
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 GENERATE_EPILOG = """\
@@ -168,6 +170,29 @@ def _backend_options(args: argparse.Namespace) -> dict:
     return paths
 
 
+def _refuse_empty_poses(pose, pose_source: Path, reference_pose, reference_source: Path) -> None:
+    """A ValueError when the driving poses show nobody in any frame, or the reference skeleton shows no body (keypoints
+    with no detected point, or frames with nothing drawn on black)."""
+    import numpy as np
+
+    from animatex_pp.pose.report import HAND_MADE_HINT, has_body
+    from animatex_pp.pose.sequence import PoseSequence
+
+    def empty(value) -> bool:
+        if isinstance(value, PoseSequence):
+            return not has_body(value)
+        return value is not None and np.asarray(value).max() < EMPTY_SKELETON_LEVEL
+
+    opt_out = "(--allow-empty-pose generates anyway)"
+    if empty(pose):
+        raise ValueError(f"the driving poses from {pose_source} show nobody in any frame: give a video or pose file "
+                         f"of a person {opt_out}")  # fmt: skip
+    if empty(reference_pose if not isinstance(reference_pose, PoseSequence) else reference_pose[0]):
+        raise ValueError(f"the reference skeleton from {reference_source} shows no body: give it with "
+                         f"--reference-pose FILE (.json/.npz pose file or skeleton image); {HAND_MADE_HINT}; or "
+                         f"--reference-pose none {opt_out}")  # fmt: skip
+
+
 def run_generate(args: argparse.Namespace) -> int:
     # 1. Check every argument and file before anything heavy is imported or loaded
     model_dir = _existing_dir(
@@ -179,7 +204,7 @@ def run_generate(args: argparse.Namespace) -> int:
     extract_reference = args.mode == "animation" and args.reference_pose == "auto"
     reference_pose_path = None
     if args.reference_pose not in ("auto", "none"):
-        reference_pose_path = _existing_file(args.reference_pose, "reference pose")
+        reference_pose_path = _existing_file(args.reference_pose, "--reference-pose", POSE_SUFFIXES | IMAGE_SUFFIXES)
     output = _output_path(args.output, ".mp4", "--output")
     preview = None if args.no_preview else output.with_suffix(".preview.png")
     if args.mode == "animation" and pose_path is None and driving_path is None:
@@ -206,7 +231,6 @@ def run_generate(args: argparse.Namespace) -> int:
     from animatex_pp.data.video import read_video, write_video
     from animatex_pp.pipelines.pipeline_animatex import OFFICIAL_NEGATIVE_PROMPT, AnimateXPipeline
     from animatex_pp.pose import extract
-    from animatex_pp.pose.skeleton import CONF_THRESHOLD
 
     # 2. Read the inputs
     image = _open_image(image_path, "--image")
@@ -217,15 +241,15 @@ def run_generate(args: argparse.Namespace) -> int:
         driving_video, driving_fps = read_video(driving_path, stride=args.stride)
         fps = fps or driving_fps
         if pose is None:
-            pose = extract(driving_video, args.pose_backend, fps=driving_fps, **backend_options)
+            pose = extract(
+                driving_video, args.pose_backend, fps=driving_fps, name=str(driving_path), **backend_options
+            )
     reference_pose = _load_reference_pose(reference_pose_path) if reference_pose_path else None
     if extract_reference:
-        reference_pose = extract(np.asarray(image), args.pose_backend, progress=False, **backend_options)
-        if not (reference_pose.body_conf >= CONF_THRESHOLD).any():
-            raise ValueError(
-                f"{args.pose_backend} found no body in {image_path}: give its skeleton with --reference-pose FILE "
-                "(a pose file or a skeleton image), or --reference-pose none to generate without it"
-            )
+        reference_pose = extract(np.asarray(image), args.pose_backend, progress=False, name=str(image_path),
+                                 **backend_options)  # fmt: skip
+    if not args.allow_empty_pose:
+        _refuse_empty_poses(pose, pose_path or driving_path, reference_pose, reference_pose_path or image_path)
     if args.frames is not None and pose is not None and len(pose) < args.frames:
         raise ValueError(f"--frames {args.frames} but the driving poses have only {len(pose)} frames")
     fps = args.fps or fps or DEFAULT_FPS
@@ -417,8 +441,14 @@ def register(subparsers) -> None:
         "--reference-pose",
         metavar="PATH|auto|none",
         default="auto",
-        help="skeleton of the reference image: a PoseSequence, a skeleton image, `auto` (default: extracted from "
-        "--image, as the official inference always feeds it) or `none` (skip the reference-pose stream)",
+        help="skeleton of the reference image: a pose file (.json/.npz, e.g. written by hand, docs/pose.md), a "
+        "skeleton image, `auto` (default: extracted from --image, as the official inference always feeds it) or "
+        "`none` (skip the reference-pose stream)",
+    )
+    inputs.add_argument(
+        "--allow-empty-pose",
+        action="store_true",
+        help="generate even when the driving poses or the reference skeleton show no body (default: refuse)",
     )
     inputs.add_argument("--prompt", default="", help="text; in animation it describes the scene (default: empty)")
     inputs.add_argument(

@@ -117,6 +117,7 @@ def extract(
     start: int = 0,
     max_frames: int | None = None,
     progress: bool = True,
+    name: str | None = None,
     **backend_options,
 ) -> PoseSequence:
     """Keypoints of one person in every selected frame.
@@ -126,6 +127,7 @@ def extract(
     rate (stored in the result). `stride`, `start`, `max_frames` select frames as `read_video` does. `backend`:
     `"mediapipe"` (default; option `hands=True`) or `"dwpose"` (options `det_model=`, `pose_model=` paths), or a
     backend object. When several people appear, one is followed throughout: the largest, most central at first.
+    `name`: what the warning about frames with nobody calls the input (default: its path, else "the frames given").
     Frames are shown to the backend at most `views.MAX_SIDE` pixels long; a frame where nobody is found is tried
     again at another scale and in crops, and points are mapped back to the frame's own coordinates.
     """
@@ -146,8 +148,9 @@ def extract(
     finally:
         if owned:
             backend_object.close()
-    source = str(video_or_frames) if isinstance(video_or_frames, (str, os.PathLike)) else "the frames given"
-    warn_missing(pose, source, backend_object.name)
+    if name is None:
+        name = str(video_or_frames) if isinstance(video_or_frames, (str, os.PathLike)) else "the frames given"
+    warn_missing(pose, name, backend_object.name)
     return pose
 
 
