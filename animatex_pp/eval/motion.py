@@ -19,7 +19,7 @@ import numpy as np
 
 from animatex_pp.eval.frames import to_unit_float
 
-LABELS = ("left", "right", "up", "down", "zoom_in", "zoom_out", "still")
+LABELS = ("left", "right", "up", "down", "zoom_in", "zoom_out", "still", "unknown")  # "unknown": not measurable
 
 # Width (pixels) of the Gaussian the correlation peak is smoothed to: a Gaussian peak is located exactly by a
 # three-point parabola fit on its logarithm, where the raw peak (a sampled Dirichlet kernel) would bias a fit.
@@ -97,26 +97,11 @@ def phase_correlation(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return dy + residual_y, dx + residual_x
 
 
-def masked_correlation(
-    a: np.ndarray,
-    b: np.ndarray,
-    keep_a: np.ndarray | None = None,
-    keep_b: np.ndarray | None = None,
-    min_overlap: float = 0.5,
-) -> tuple[float, float]:
-    """Sub-pixel translation ``(dy, dx)`` from ``a`` to ``b`` (sign as ``phase_correlation``) counting only kept
-    pixels: the masked normalised cross-correlation of Padfield, "Masked object registration in the Fourier domain"
-    (IEEE TIP 2012), over zero-padded frames (no wrap-around), peak refined by a parabola fit.
-
-    Phase correlation cannot simply weight a region out: whitening the spectrum amplifies the sharp edges of the
-    hole, which are the same in both frames and pull the peak to zero (a 1 px/frame drift around a masked character
-    measured as 0.5). The normalised correlation compares, at every shift, only pixels kept in both frames.
-
-    Args:
-        a, b: (H, W) float frames.
-        keep_a, keep_b: optional (H, W) bool, True where the pixel of that frame counts (default: all).
-        min_overlap: shifts whose kept overlap is below this fraction of the largest overlap are not considered.
-    """
+def _masked_ncc(
+    a: np.ndarray, b: np.ndarray, keep_a: np.ndarray | None, keep_b: np.ndarray | None, min_overlap: float
+) -> np.ndarray:
+    """(2H, 2W) masked normalised cross-correlation of ``a`` and ``b`` at every shift (see ``masked_correlation``);
+    -1 where the kept overlap is below ``min_overlap`` of its largest."""
     a, b = _check_pair(a, b)
     height, width = a.shape
     keep_a = np.ones(a.shape) if keep_a is None else np.asarray(keep_a, dtype=np.float64)
@@ -144,7 +129,30 @@ def masked_correlation(
     var_b = correlate(fka, padded_fft(b * b * keep_b)) - sum_b**2 / count
     ncc = covariance / np.sqrt(np.maximum(var_a, _EPS) * np.maximum(var_b, _EPS))
     ncc[overlap < min_overlap * overlap.max()] = -1.0  # too little overlap to trust
-    return _locate_peak(ncc)
+    return ncc
+
+
+def masked_correlation(
+    a: np.ndarray,
+    b: np.ndarray,
+    keep_a: np.ndarray | None = None,
+    keep_b: np.ndarray | None = None,
+    min_overlap: float = 0.5,
+) -> tuple[float, float]:
+    """Sub-pixel translation ``(dy, dx)`` from ``a`` to ``b`` (sign as ``phase_correlation``) counting only kept
+    pixels: the masked normalised cross-correlation of Padfield, "Masked object registration in the Fourier domain"
+    (IEEE TIP 2012), over zero-padded frames (no wrap-around), peak refined by a parabola fit.
+
+    Phase correlation cannot simply weight a region out: whitening the spectrum amplifies the sharp edges of the
+    hole, which are the same in both frames and pull the peak to zero (a 1 px/frame drift around a masked character
+    measured as about 0.5). The normalised correlation compares, at every shift, only pixels kept in both frames.
+
+    Args:
+        a, b: (H, W) float frames.
+        keep_a, keep_b: optional (H, W) bool, True where the pixel of that frame counts (default: all).
+        min_overlap: shifts whose kept overlap is below this fraction of the largest overlap are not considered.
+    """
+    return _locate_peak(_masked_ncc(a, b, keep_a, keep_b, min_overlap))
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -164,22 +172,33 @@ def _to_gray(frames: np.ndarray) -> np.ndarray:
 
 @dataclass
 class BackgroundMotion:
-    """Per frame pair ``f -> f + 1`` background motion: ``dx``, ``dy`` in pixels per frame, ``zoom`` the scale
-    factor per frame about the frame centre (1 = none, > 1 = content grows). Each is an (F - 1,) array."""
+    """Per frame pair ``f -> f + 1`` background motion, each an (F - 1,) array: ``dx``, ``dy`` in pixels per frame;
+    ``zoom`` the scale factor per frame about the frame centre (1 = none, > 1 = content grows); ``correlation`` the
+    normalised correlation of the background at the measured shift (1 = the frames match exactly once moved)."""
 
     dx: np.ndarray
     dy: np.ndarray
     zoom: np.ndarray
+    correlation: np.ndarray
 
-    def classify(self, shift_threshold: float = 0.25, zoom_threshold: float = 0.004) -> str:
-        """One of ``LABELS`` for the whole clip, from the mean motion per frame.
+    def classify(
+        self, shift_threshold: float = 0.25, zoom_threshold: float = 0.004, min_correlation: float = 0.5
+    ) -> str:
+        """One of ``LABELS`` for the whole clip, from the median motion per frame over reliable frame pairs.
 
-        Translation counts when the larger of ``|mean dx|``, ``|mean dy|`` reaches ``shift_threshold`` pixels per
-        frame; zoom when ``|mean log zoom|`` reaches ``zoom_threshold`` (relative scale change per frame). When
-        both count, the one further past its threshold wins; when neither does, the clip is ``"still"``.
+        A pair is reliable when its ``correlation`` reaches ``min_correlation``; with fewer than half the pairs
+        reliable (noise, scene cuts: frames that do not match under any shift) the clip is ``"unknown"``, which no
+        caption asks for. Translation counts when the larger of ``|median dx|``, ``|median dy|`` reaches
+        ``shift_threshold`` pixels per frame; zoom when ``|median log zoom|`` reaches ``zoom_threshold`` (relative
+        scale change per frame). When both count, the one further past its threshold wins; when neither does, the
+        clip is ``"still"``.
         """
-        dx, dy = float(np.mean(self.dx)), float(np.mean(self.dy))
-        log_zoom = float(np.mean(np.log(self.zoom)))
+        reliable = self.correlation >= min_correlation
+        if 2 * int(reliable.sum()) < reliable.size:
+            return "unknown"
+        # Medians: one bad pair (the character sweeping across an unmasked clip) must not decide the label.
+        dx, dy = float(np.median(self.dx[reliable])), float(np.median(self.dy[reliable]))
+        log_zoom = float(np.median(np.log(self.zoom[reliable])))
         shift_ratio = max(abs(dx), abs(dy)) / shift_threshold
         zoom_ratio = abs(log_zoom) / zoom_threshold
         if max(shift_ratio, zoom_ratio) < 1.0:
@@ -231,7 +250,8 @@ def estimate_background_motion(
         min_background: tiles with a smaller background fraction are left out of the zoom fit.
 
     Returns:
-        A ``BackgroundMotion`` with (F - 1,) ``dx``, ``dy`` (pixels per frame) and ``zoom`` (scale per frame).
+        A ``BackgroundMotion`` with (F - 1,) ``dx``, ``dy`` (pixels per frame), ``zoom`` (scale per frame) and
+        ``correlation`` (how well the moved background matches).
     """
     gray = _to_gray(frames)  # (F, H, W)
     num_frames, height, width = gray.shape
@@ -241,11 +261,13 @@ def estimate_background_motion(
             raise ValueError(f"mask must be (F, H, W) = {gray.shape} bool, True on the character; got {mask.shape}")
     keep = np.ones(gray.shape, dtype=bool) if mask is None else ~mask  # (F, H, W), True on the background
     tiles = _tile_grid(height, width, grid)
-    dx, dy, zoom = [], [], []
+    dx, dy, zoom, correlation = [], [], [], []
     for f in range(num_frames - 1):
-        shift_y, shift_x = masked_correlation(gray[f], gray[f + 1], keep[f], keep[f + 1])
+        ncc = _masked_ncc(gray[f], gray[f + 1], keep[f], keep[f + 1], min_overlap=0.5)
+        shift_y, shift_x = _locate_peak(ncc)
         dy.append(shift_y)
         dx.append(shift_x)
+        correlation.append(float(ncc.max()))
         shifts = []
         for rows, cols, centre_y, centre_x in tiles:
             background = float(min(keep[f][rows, cols].mean(), keep[f + 1][rows, cols].mean()))
@@ -256,7 +278,7 @@ def estimate_background_motion(
                 shifts.append((centre_y, centre_x, tile_dy, tile_dx, background))
         # A fit needs tiles on both sides of the centre in some direction; with fewer than 3 assume no zoom.
         zoom.append(_fit_zoom(shifts) if len(shifts) >= 3 else 1.0)
-    return BackgroundMotion(dx=np.array(dx), dy=np.array(dy), zoom=np.array(zoom))
+    return BackgroundMotion(dx=np.array(dx), dy=np.array(dy), zoom=np.array(zoom), correlation=np.array(correlation))
 
 
 # Caption vocabulary. The subject decides the sign of a translation: "the background drifts left" is content moving

@@ -70,6 +70,7 @@ def test_translation_direction(step, label):
     np.testing.assert_allclose(motion.dy, step[0], atol=0.05)
     np.testing.assert_allclose(motion.dx, step[1], atol=0.05)
     np.testing.assert_allclose(motion.zoom, 1.0, atol=0.003)
+    assert np.all(motion.correlation > 0.95)
     assert motion.classify() == label
 
 
@@ -115,13 +116,29 @@ def test_estimate_rejects_bad_input():
 
 
 def test_classify_thresholds():
-    slow = BackgroundMotion(dx=np.full(4, -0.2), dy=np.zeros(4), zoom=np.ones(4))
+    slow = BackgroundMotion(dx=np.full(4, -0.2), dy=np.zeros(4), zoom=np.ones(4), correlation=np.ones(4))
     assert slow.classify() == "still"
     assert slow.classify(shift_threshold=0.1) == "left"
     # Both past their thresholds: the one further past wins.
-    both = BackgroundMotion(dx=np.full(4, 0.5), dy=np.zeros(4), zoom=np.full(4, 1.02))
+    both = BackgroundMotion(dx=np.full(4, 0.5), dy=np.zeros(4), zoom=np.full(4, 1.02), correlation=np.ones(4))
     assert both.classify(shift_threshold=0.25, zoom_threshold=0.004) == "zoom_in"
     assert both.classify(shift_threshold=0.05, zoom_threshold=0.01) == "right"
+    # Unreliable pairs are left out; a clip with fewer than half reliable is "unknown".
+    glitch = BackgroundMotion(
+        dx=np.array([-1.0, -1.0, 9.0]), dy=np.zeros(3), zoom=np.ones(3), correlation=np.array([0.9, 0.9, 0.1])
+    )
+    assert glitch.classify() == "left"
+    assert glitch.classify(min_correlation=0.95) == "unknown"
+    # The median over pairs: one pair where the character swept the frame does not make the clip move.
+    sweep = BackgroundMotion(dx=np.array([0.0, 0.0, 14.0]), dy=np.zeros(3), zoom=np.ones(3), correlation=np.ones(3))
+    assert sweep.classify() == "still"
+
+
+def test_uncorrelated_frames_are_unknown():
+    noise = np.random.default_rng(7).integers(0, 256, (NUM_FRAMES, SIZE, SIZE, 3), dtype=np.uint8)
+    motion = estimate_background_motion(noise)
+    assert np.all(motion.correlation < 0.5)
+    assert motion.classify() == "unknown"
 
 
 @pytest.mark.parametrize(
