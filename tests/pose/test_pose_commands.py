@@ -1,5 +1,7 @@
 """`animatex-pp pose extract | render | retarget` end to end, and their exit codes for bad input."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -175,3 +177,12 @@ def test_retarget_refuses_empty_poses_and_a_face_alone(extracted, shared_assets,
     assert main(["pose", "retarget", str(extracted), "--reference", str(face.save(tmp_path / "f.json")),
                  "--out", out]) == 2  # fmt: skip
     assert "only face bones" in capsys.readouterr().err
+
+
+def test_the_docs_hand_made_skeleton_renders_over_its_image(shared_assets, tmp_path):
+    text = (Path(__file__).resolve().parents[2] / "docs" / "pose.md").read_text()
+    start = text.index("```json") + len("```json")
+    (tmp_path / "winged.pose.json").write_text(text[start : text.index("```", start)])
+    image, out = shared_assets / "images" / "winged_figure.jpeg", tmp_path / "check.png"
+    assert main(["pose", "render", str(tmp_path / "winged.pose.json"), "--over", str(image), "--out", str(out)]) == 0
+    assert Image.open(out).size == (832, 1216)
