@@ -17,6 +17,7 @@ from animatex_pp import __version__
 COMMAND_MODULES: list[str] = [
     "animatex_pp.pipelines.commands",
     "animatex_pp.pose.commands",
+    "animatex_pp.data.commands",
     "animatex_pp.synthx.commands",
 ]
 

@@ -89,7 +89,7 @@ class PreparedPose:
     """
 
     pose_frames: np.ndarray  # uint8 (length, H, W, 3): the explicit pose video at the generation size
-    keypoints: np.ndarray | None  # float32 (length, 18, 2) in [0, 1], NaN where missing: the IPI's points
+    keypoints: np.ndarray | None  # float32 (length, 18, 2) in [0, 1], -1 where undetected: the IPI input
     driving_frames: np.ndarray | None  # uint8 (n <= length, h, w, 3): the frames whose CLIP features feed the IPI
     reference_pose: np.ndarray | None  # uint8 (H, W, 3): the reference skeleton at the generation size
 
