@@ -49,5 +49,5 @@ setup(
     include_package_data=True,
     install_requires=CORE_REQUIREMENTS,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["animatex-pp=animatex_pp.cli:main"]},
+    entry_points={"console_scripts": ["animatex-pp=animatex_pp.cli:console_main"]},
 )

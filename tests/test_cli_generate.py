@@ -1,5 +1,8 @@
 """`animatex-pp generate` and `animatex-pp convert` on the tiny pipeline, in-process, plus `--help` as a process."""
 
+import os
+import shutil
+import stat
 import subprocess
 import sys
 
@@ -9,7 +12,7 @@ import pytest
 import torch
 from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
 
-from animatex_pp.cli import EXIT_BAD_INPUT, main
+from animatex_pp.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, main
 from animatex_pp.data.video import read_video, write_video
 from animatex_pp.models.convert import animatex_from_wan
 from animatex_pp.models.presets import split_preset
@@ -110,7 +113,7 @@ def test_generate_ti2v_needs_no_pose(model_dir, inputs, tmp_path):
         (lambda args, tmp: args.__setitem__(args.index("--output") + 1, str(tmp / "out.gif")), "must end in .mp4"),
         (lambda args, tmp: args.__setitem__(args.index("--size") + 1, "40x32"), "multiple of 16"),
         (lambda args, tmp: args.extend(["--mode", "ti2v"]), "takes no --pose"),
-        (lambda args, tmp: args.extend(["--frames", "13"]), "the driving poses have only 9 frames"),
+        (lambda args, tmp: args.extend(["--frames", "13"]), "--frames 13 needs 13 frames but --pose has 9"),
         (lambda args, tmp: args.extend(["--reference-pose", "auto"]), "shows no body"),
         (lambda args, tmp: args.__setitem__(args.index("--image") + 1, str(tmp / "broken.png")), "could not be read"),
         (lambda args, tmp: args.extend(["--retarget"]), "--retarget needs"),
@@ -142,11 +145,35 @@ def test_bad_inputs_exit_with_code_2_and_say_why(model_dir, inputs, tmp_path, ca
     assert not (tmp_path / "out.mp4").exists()
 
 
-@pytest.mark.parametrize("bad", [["--size", "big"], ["--size", "0x0"], ["--fps", "-5"], ["--fps", "fast"]])
-def test_malformed_numbers_are_usage_errors(model_dir, inputs, tmp_path, bad):
-    with pytest.raises(SystemExit) as exit_info:
-        main(generate_args(model_dir, inputs, tmp_path / "out.mp4", *bad))
-    assert exit_info.value.code == EXIT_BAD_INPUT
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (["--size", "big"], "argument --size: size must be HEIGHTxWIDTH"),
+        (["--size", "0x0"], "argument --size: height and width must be positive, got '0x0'"),
+        (["--size=-16x32"], "argument --size: height and width must be positive"),
+        (["--frames", "0"], "argument --frames: must be a positive integer, got 0"),
+        (["--frames", "-9"], "argument --frames: must be a positive integer, got -9"),
+        (["--frames", "nine"], "argument --frames: must be an integer, got 'nine'"),
+        (["--steps", "0"], "argument --steps: must be a positive integer"),
+        (["--fps", "-5"], "argument --fps: must be positive, got -5"),
+        (["--fps", "0"], "argument --fps: must be positive, got 0"),
+        (["--fps", "inf"], "argument --fps: must be a finite number"),
+        (["--fps", "fast"], "argument --fps: must be a number"),
+        (["--guidance", "nan"], "argument --guidance: must be a finite number, got nan"),
+        (["--guidance", "inf"], "argument --guidance: must be a finite number, got inf"),
+        (["--guidance", "-1"], "argument --guidance: must be >= 0, got -1"),
+        (["--seed", "-1"], "argument --seed: must be between 0 and 2**64 - 1, got -1"),
+        (["--seed", str(2**64)], "argument --seed: must be between 0 and 2**64 - 1"),
+        (["--stride", "0"], "argument --stride: must be a positive integer"),
+        (["--window-overlap", "x"], "argument --window-overlap: must be an integer"),
+        (["--cache-threshold", "-0.1"], "argument --cache-threshold: must be positive"),
+    ],
+)
+def test_malformed_numbers_are_one_line_usage_errors(model_dir, inputs, tmp_path, capsys, bad, message):
+    assert main(generate_args(model_dir, inputs, tmp_path / "out.mp4", *bad)) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("animatex-pp generate: error: ")
+    assert err.count("\n") == 1  # one line, no usage text, no traceback
 
 
 def test_a_saved_pose_takes_the_stride_and_its_own_frame_rate(model_dir, tmp_path):
@@ -246,6 +273,178 @@ def test_allow_empty_pose_generates_anyway(model_dir, inputs, tmp_path):
     assert read_video(output)[0].shape == (9, SIZE, SIZE, 3)
 
 
+# ----------------------------------------------------------------------------- every check before work starts
+
+
+def _cli_error(args, capsys) -> str:
+    assert main(args) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line
+    return err
+
+
+def test_output_paths_are_checked_before_the_model_loads(model_dir, inputs, tmp_path, capsys, no_model_load):
+    (tmp_path / "folder.mp4").mkdir()
+    err = _cli_error(generate_args(model_dir, inputs, tmp_path / "folder.mp4"), capsys)
+    assert f"--output {tmp_path / 'folder.mp4'} is a directory" in err
+    err = _cli_error(generate_args(model_dir, inputs, "/proc/out.mp4"), capsys)
+    assert "--output: cannot write in /proc" in err
+    (tmp_path / "file").write_text("")
+    assert "is not a folder" in _cli_error(generate_args(model_dir, inputs, tmp_path / "file" / "out.mp4"), capsys)
+    # The output, or one of its previews, on an input file: refused, and the input is left as it was.
+    pose_bytes = (inputs / "pose.mp4").read_bytes()
+    err = _cli_error(generate_args(model_dir, inputs, inputs / "pose.mp4"), capsys)
+    assert f"--output {inputs / 'pose.mp4'} would overwrite --pose" in err
+    assert (inputs / "pose.mp4").read_bytes() == pose_bytes
+    args = generate_args(model_dir, inputs, tmp_path / "ref.mp4")
+    shutil.copy(inputs / "reference.png", tmp_path / "ref.preview.png")
+    args[args.index("--image") + 1] = str(tmp_path / "ref.preview.png")
+    assert "would overwrite --image" in _cli_error(args, capsys)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--device", "cuda"], "--device cuda: this machine has no CUDA device"),
+        (["--device", "cuda:1"], "--device cuda:1: this machine has no CUDA device"),
+        (["--device", "gpu"], "--device gpu is not a torch device"),
+        (["--window-overlap", "3"], "--window-overlap 3: frames shared by windows of 81 must be a multiple of 4"),
+        (["--window-overlap", "-4"], "--window-overlap -4"),
+        (["--window-overlap", "84"], "from 4 to 80"),
+        (["--frames", "10"], "--frames 10 (as 4k+1: 13) needs 13 frames but --pose has 9: use --frames 9"),
+        (
+            ["--stride", "2"],
+            "the default --frames 5 (the length of --pose) needs 5 frames but --driving-video has 3 "
+            "at --stride 2: use --frames 1 or less",
+        ),
+    ],
+)
+def test_arguments_are_checked_before_the_model_loads(
+    model_dir, inputs, tmp_path, capsys, no_model_load, extra, message
+):
+    write_video(tmp_path / "driving.mp4", np.zeros((9, SIZE, SIZE, 3), np.uint8), 8)
+    args = generate_args(model_dir, inputs, tmp_path / "out.mp4", *extra)
+    if "--stride" in extra:
+        args += ["--driving-video", str(tmp_path / "driving.mp4")]
+        write_video(tmp_path / "driving.mp4", np.zeros((5, SIZE, SIZE, 3), np.uint8), 8)
+    assert message in _cli_error(args, capsys)
+
+
+def test_a_shorter_driving_video_is_refused_naming_it(model_dir, inputs, tmp_path, capsys, no_model_load):
+    write_video(tmp_path / "driving.mp4", np.zeros((5, SIZE, SIZE, 3), np.uint8), 8)
+    args = generate_args(model_dir, inputs, tmp_path / "out.mp4", "--driving-video", str(tmp_path / "driving.mp4"))
+    err = _cli_error(args, capsys)
+    assert "the default --frames 9 (the length of --pose) needs 9 frames but --driving-video has 5" in err
+    assert "use --frames 5 or less" in err
+
+
+def test_a_frame_count_rounds_down_rather_than_past_the_pose(model_dir, tmp_path, capsys):
+    from tests.pose.synthetic import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
+
+    make_pose([body_pixels(HUMAN_LENGTHS, STANDING_ANGLES, (150, 60))] * 10, width=320, height=320).save(
+        tmp_path / "walk.npz"
+    )
+    PIL.Image.new("RGB", (SIZE, SIZE), "pink").save(tmp_path / "ref.png")
+    args = [
+        "generate", "--model", str(model_dir), "--image", str(tmp_path / "ref.png"),
+        "--pose", str(tmp_path / "walk.npz"),
+        "--reference-pose", "none", "--frames", "10", "--size", f"{SIZE}x{SIZE}", "--steps", "1", "--dtype", "fp32",
+        "--no-preview", "--output", str(tmp_path / "walk.mp4"),
+    ]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "--frames 10 is not 4k+1 (the VAE packs 4 frames per latent frame): generating 9" in out
+    assert f"wrote {tmp_path / 'walk.mp4'} (9 frames, {SIZE}x{SIZE}, " in out  # H x W, as --size takes it
+    assert len(read_video(tmp_path / "walk.mp4")[0]) == 9
+
+
+def test_damaged_model_folders_are_reported_naming_the_file(model_dir, inputs, tmp_path, capsys, no_model_load):
+    damaged = tmp_path / "model"
+    shutil.copytree(model_dir, damaged)
+    weights = damaged / "transformer" / "diffusion_pytorch_model.safetensors"
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[:-1000])  # a copy cut short
+    err = _cli_error(generate_args(damaged, inputs, tmp_path / "out.mp4"), capsys)
+    assert f"{weights} is truncated: it holds {len(whole) - 1000} of the {len(whole)} bytes" in err
+    assert "copy or download it again" in err
+    weights.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    assert f"{weights} is not a valid safetensors file (corrupt header)" in _cli_error(
+        generate_args(damaged, inputs, tmp_path / "out.mp4"), capsys
+    )
+    weights.unlink()
+    err = _cli_error(generate_args(damaged, inputs, tmp_path / "out.mp4"), capsys)
+    assert f"the transformer folder {damaged / 'transformer'} has no weight file" in err
+    weights.write_bytes(whole)
+    shutil.rmtree(damaged / "vae")
+    assert "lacks its vae/ folder" in _cli_error(generate_args(damaged, inputs, tmp_path / "out.mp4"), capsys)
+
+
+def test_ctrl_c_ends_with_a_short_message_and_keeps_the_previous_output(model_dir, inputs, tmp_path, capsys,
+                                                                       monkeypatch):  # fmt: skip
+    output = tmp_path / "out.mp4"
+    output.write_bytes(b"the previous video")
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("animatex_pp.data.video._encode", lambda path, frames, fps, crf: (path.write_bytes(b"half"),
+                                                                                            interrupt()))  # fmt: skip
+    assert main(generate_args(model_dir, inputs, output)) == EXIT_INTERRUPTED
+    err = capsys.readouterr().err  # after the progress bars
+    assert err.endswith("\nanimatex-pp generate: interrupted; no output was written or replaced\n")
+    assert output.read_bytes() == b"the previous video"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.mp4"]  # no temporary file left
+
+
+def test_the_preview_shows_the_pose_exactly_as_the_model_got_it(model_dir, tmp_path, monkeypatch):
+    from animatex_pp.data.preview import LABEL_HEIGHT, MIN_SHEET_CELL_HEIGHT
+    from animatex_pp.models.transformer import AnimateXTransformer3DModel
+    from tests.pose.synthetic import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
+
+    # Poses at 320 x 320 generated at 32 x 32: the model sees 1-pixel strokes (DWPose's 4 pixels, resized).
+    make_pose([body_pixels(HUMAN_LENGTHS, STANDING_ANGLES, (150, 60))] * 9, width=320, height=320).save(
+        tmp_path / "walk.npz"
+    )
+    PIL.Image.new("RGB", (SIZE, SIZE), "pink").save(tmp_path / "ref.png")
+    seen = []
+    original = AnimateXTransformer3DModel.encode_pose_conditions
+
+    def capture(self, *args, **kwargs):
+        seen.append(kwargs["pose_video"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(AnimateXTransformer3DModel, "encode_pose_conditions", capture)
+    args = [
+        "generate", "--model", str(model_dir), "--image", str(tmp_path / "ref.png"),
+        "--pose", str(tmp_path / "walk.npz"),
+        "--reference-pose", "none", "--size", f"{SIZE}x{SIZE}", "--steps", "1", "--dtype", "fp32",
+        "--output", str(tmp_path / "walk.mp4"),
+    ]  # fmt: skip
+    assert main(args) == 0
+    # (B, 3, F, H, W) in [0, 1] -> (F, H, W, 3) uint8
+    fed = (seen[0][0].permute(1, 2, 3, 0).float() * 255).round().byte().numpy()
+    sheet = np.asarray(PIL.Image.open(tmp_path / "walk.preview.png"))
+    scale = MIN_SHEET_CELL_HEIGHT // SIZE
+    cell = SIZE * scale
+    columns = np.unique(np.linspace(0, 8, 8).round().astype(int))
+    for column, frame in enumerate(columns, start=1):
+        shown = sheet[LABEL_HEIGHT : LABEL_HEIGHT + cell, column * cell : (column + 1) * cell][::scale, ::scale]
+        np.testing.assert_array_equal(shown, fed[frame])
+    assert fed.max() > 0  # a skeleton was drawn
+
+
+def test_third_party_log_noise_stays_out_unless_asked_for(shared_assets, tmp_path):
+    image = shared_assets / "images" / "anime_girl.jpeg"
+    output = tmp_path / "a.npz"
+    command = [sys.executable, "-m", "animatex_pp.cli", "pose", "extract", str(image), "--out", str(output)]
+    quiet = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "ANIMATEX_PP_VERBOSE": ""})
+    assert quiet.returncode == 0, quiet.stderr
+    for noise in ("W0000", "absl::InitializeLog", "XNNPACK", "requires torchvision"):
+        assert noise not in quiet.stderr + quiet.stdout
+    loud = subprocess.run([*command[:3], "--verbose", *command[3:]], capture_output=True, text=True)
+    assert "absl::InitializeLog" in loud.stderr or "W0000" in loud.stderr
+
+
 def test_help_reads_well():
     result = subprocess.run(
         [sys.executable, "-m", "animatex_pp.cli", "generate", "--help"], capture_output=True, text=True, check=True
@@ -290,6 +489,10 @@ def test_convert_builds_a_pipeline_directory_that_generates(release, inputs, tmp
     assert main(args) == 0
     assert not list(tmp_path.glob(".animatex*"))  # the staging directory was renamed into place
     files = {path.suffix for path in output.rglob("*") if path.is_file()}
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in output.rglob("*"):  # the user's normal permissions, not safetensors' private 0o600
+        assert stat.S_IMODE(path.stat().st_mode) == (0o777 if path.is_dir() else 0o666) & ~umask, path
     assert ".safetensors" in files and not files & {".bin", ".pt", ".ckpt"}
 
     pipe = AnimateXPipeline.from_pretrained(output)
@@ -317,3 +520,10 @@ def test_convert_refuses_an_ipi_release_without_its_clip_and_an_existing_output(
     assert "--overwrite" in capsys.readouterr().err
     assert main(["convert", "--base", str(tmp_path), "--checkpoint", "x.ckpt", "--output", "y"]) == EXIT_BAD_INPUT
     assert "model_index.json" in capsys.readouterr().err
+    # An output on an input (with --overwrite it would be deleted first): refused.
+    clip = ["--motion-encoder", str(release / "clip"), "--overwrite"]
+    assert main([*base, *clip, "--output", str(release / "wan")]) == EXIT_BAD_INPUT
+    assert f"--output {release / 'wan'} would overwrite --base" in capsys.readouterr().err
+    assert main([*base, *clip, "--output", str(release)]) == EXIT_BAD_INPUT
+    assert "would overwrite --base" in capsys.readouterr().err
+    assert (release / "wan" / "model_index.json").is_file() and (release / "animate-x++.ckpt").is_file()

@@ -1,13 +1,19 @@
 """`animatex-pp generate` and `animatex-pp convert`: a thin shell over `AnimateXPipeline` and the checkpoint import.
 
-Every file argument is checked before a model is loaded: a missing file is a `FileNotFoundError` and a wrong one a
-`ValueError`, which `animatex_pp.cli` turns into exit code 2 with the message.
+Every argument and file is checked before a model is loaded or a pose extractor runs: numbers and sizes, the device,
+frame counts against every input, output paths (never a directory, an unwritable folder or one of the inputs), and
+model folders whose weight files are missing or cut short. A missing file is a `FileNotFoundError` and a wrong one a
+`ValueError`, which `animatex_pp.cli` turns into exit code 2 with the message; messages name the option.
+Sizes are height x width everywhere, as `--size` takes them.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Set
+import json
+import math
+import tempfile
+from collections.abc import Mapping, Set
 from pathlib import Path
 
 from animatex_pp.data.video import DEFAULT_FPS, IMAGE_SUFFIXES
@@ -69,6 +75,29 @@ def _existing_dir(path: str, what: str, marker: str, hint: str) -> Path:
     return path
 
 
+def _writable_folder(folder: Path, option: str) -> None:
+    """Try to create a file in `folder` (permission bits alone miss read-only mounts and ACLs)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ValueError(f"{option}: cannot write in {folder} ({error.strerror}): choose another folder") from None
+
+
+def _refuse_inputs(path: Path, option: str, inputs: Mapping[str, Path | None]) -> None:
+    """An output must never be an input file (or hold one, for a directory output that replaces a folder)."""
+    target = path.resolve()
+    for input_option, input_path in inputs.items():
+        if input_path is None:
+            continue
+        source = input_path.resolve()
+        if source == target or target in source.parents:
+            raise ValueError(
+                f"{option} {path} would overwrite {input_option} {input_path}: inputs are never overwritten, choose "
+                "another output path"
+            )
+
+
 def _size(text: str) -> tuple[int, int]:
     """'832x480' -> (832, 480): height x width."""
     try:
@@ -76,33 +105,58 @@ def _size(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must be HEIGHTxWIDTH, e.g. 832x480, got {text!r}") from None
     if height < 1 or width < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+        raise argparse.ArgumentTypeError(f"height and width must be positive, got {text!r}")
     return height, width
 
 
-def _positive_float(text: str) -> float:
+def _finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
 
 
-def _open_image(path: Path, what: str):
-    """The image at `path` as RGB; an unreadable file is a ValueError (exit code 2), not a traceback."""
-    import PIL.Image
+def _non_negative_float(text: str) -> float:
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
 
+
+def _integer(text: str) -> int:
     try:
-        with PIL.Image.open(path) as image:
-            return image.convert("RGB")
-    except (PIL.UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"{what} {path} could not be read as an image ({error})") from None
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+def _seed(text: str) -> int:
+    value = _integer(text)
+    # torch.Generator.manual_seed takes 64-bit values.
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**64 - 1, got {text}")
+    return value
+
+
+def _open_image(path: Path, what: str):
+    """The image at `path` as a viewer shows it (`animatex_pp.data.image`); unreadable is a ValueError, exit code 2."""
+    from animatex_pp.data.image import read_image
+
+    return read_image(path, what)
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
@@ -114,27 +168,122 @@ def _torch_dtype(name: str):
     return getattr(torch, DTYPES[name])
 
 
-def _output_path(path: str, suffix: str, what: str) -> Path:
+def _output_path(path: str | Path, suffix: str, what: str, inputs: Mapping[str, Path | None]) -> Path:
     path = Path(path)
     if path.suffix.lower() != suffix:
         raise ValueError(f"{what} must end in {suffix}, got {path}")
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a directory: give the path of a {suffix} file")
     if not path.parent.exists():
         raise FileNotFoundError(f"the folder for {what} does not exist: {path.parent}")
+    if not path.parent.is_dir():
+        raise ValueError(f"{what} {path}: {path.parent} is not a folder")
+    _writable_folder(path.parent, what)
+    _refuse_inputs(path, what, inputs)
     return path
+
+
+def _check_device(name: str) -> None:
+    """Refuse a device torch cannot name or this machine does not have, before anything is loaded."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name} is not a torch device: use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {name}: this machine has no CUDA device (or this torch has no CUDA); use cpu")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {name}: MPS is not available on this machine; use cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name}: use cpu, cuda, cuda:N or mps")
 
 
 # ----------------------------------------------------------------------------- generate
 
 
-def _check_size(model_dir: Path, height: int, width: int) -> None:
-    """Refuse a size the model cannot take before loading it (minutes for 14B): read the two configs it needs."""
-    import json
+def _read_config(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} could not be read ({error}): copy the model again") from None
 
-    spatial = json.loads((model_dir / "vae" / "config.json").read_text()).get("scale_factor_spatial", 8)
-    patch = json.loads((model_dir / "transformer" / "config.json").read_text())["patch_size"][1]
-    multiple = spatial * patch
-    if height % multiple or width % multiple:
-        raise ValueError(f"--size {height}x{width}: height and width must each be a multiple of {multiple}")
+
+def _model_geometry(model_dir: Path) -> dict:
+    """What the checks need from a pipeline directory's configs (a few JSON files, no weights): the size multiple,
+    the VAE's frame packing and the window length the IPI ties generation to."""
+    from animatex_pp.models.weight_files import check_pipeline_folder
+    from animatex_pp.pipelines.pipeline_animatex import WAN_WINDOW_FRAMES
+
+    check_pipeline_folder(model_dir, "--model", "Rebuild it with `animatex-pp convert` or copy it again.")
+    vae = _read_config(model_dir / "vae" / "config.json")
+    transformer = _read_config(model_dir / "transformer" / "config.json")
+    index = _read_config(model_dir / "model_index.json")
+    has_ipi = transformer.get("use_ipi", False) and (index.get("motion_encoder") or [None])[0] is not None
+    return {
+        "multiple": vae.get("scale_factor_spatial", 8) * transformer["patch_size"][1],
+        "temporal": vae.get("scale_factor_temporal", 4),
+        "ipi_window": transformer.get("ipi_num_frames", WAN_WINDOW_FRAMES) if has_ipi else None,
+        "wan_window": WAN_WINDOW_FRAMES,
+    }
+
+
+def _input_length(path: Path, stride: int) -> int | None:
+    """Frames a pose file or video gives at `stride`, from its header (None when a video does not state it)."""
+    from animatex_pp.data.video import count_selected, video_info
+    from animatex_pp.pose.sequence import PoseSequence
+
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        info = video_info(path)
+        return count_selected(info.num_frames, info.fps, None, stride, 0, None) if info.num_frames else None
+    return len(PoseSequence.load(path)[::stride])
+
+
+def _check_frames(args: argparse.Namespace, lengths: Mapping[str, int | None], temporal: int) -> int | None:
+    """The frame count to generate, checked against every input: an impossible count is refused naming --frames.
+
+    Counts that are not 4k+1 round up as the pipeline does, unless that passes an input's end; then down.
+    """
+    known = {option: length for option, length in lengths.items() if length is not None}
+    shortest = min(known.values(), default=None)
+    frames = args.frames
+    asked = f"--frames {frames}"
+    if frames is None:
+        # The pipeline's default: the driving poses' length, as 4k+1.
+        source = next(iter(known), None)
+        if source is None:
+            return None
+        frames = (known[source] - 1) // temporal * temporal + 1
+        asked = f"the default --frames {frames} (the length of {source})"
+    elif frames % temporal != 1:
+        rounded = math.ceil((frames - 1) / temporal) * temporal + 1
+        if shortest is not None and rounded > shortest >= frames:
+            rounded = (frames - 1) // temporal * temporal + 1
+        print(f"--frames {frames} is not {temporal}k+1 (the VAE packs {temporal} frames per latent frame): "
+              f"generating {rounded}")  # fmt: skip
+        asked = f"--frames {args.frames} (as 4k+1: {rounded})"
+        frames = rounded
+    for option, length in known.items():
+        if length < frames:
+            fits = (length - 1) // temporal * temporal + 1
+            stride = f" at --stride {args.stride}" if args.stride > 1 else ""
+            raise ValueError(
+                f"{asked} needs {frames} frames but {option} has {length}{stride}: use --frames {fits} or less, or a "
+                "longer input"
+            )
+    return frames
+
+
+def _check_window_overlap(overlap: int | None, window: int, temporal: int) -> None:
+    if overlap is not None and not (overlap % temporal == 0 and temporal <= overlap <= window - 1):
+        raise ValueError(
+            f"--window-overlap {overlap}: frames shared by windows of {window} must be a multiple of {temporal} "
+            f"from {temporal} to {window - 1}"
+        )
 
 
 def _load_pose_or_video(path: Path, stride: int):
@@ -205,8 +354,12 @@ def run_generate(args: argparse.Namespace) -> int:
     reference_pose_path = None
     if args.reference_pose not in ("auto", "none"):
         reference_pose_path = _existing_file(args.reference_pose, "--reference-pose", POSE_SUFFIXES | IMAGE_SUFFIXES)
-    output = _output_path(args.output, ".mp4", "--output")
-    preview = None if args.no_preview else output.with_suffix(".preview.png")
+    inputs = {"--image": image_path, "--pose": pose_path, "--driving-video": driving_path}
+    inputs["--reference-pose"] = reference_pose_path
+    output = _output_path(args.output, ".mp4", "--output", inputs)
+    preview = None if args.no_preview else _output_path(output.with_suffix(".preview.png"), ".png", "--output", inputs)
+    if args.preview_video:
+        _output_path(output.with_suffix(".preview.mp4"), ".mp4", "--output", inputs)
     if args.mode == "animation" and pose_path is None and driving_path is None:
         raise ValueError(
             "--mode animation needs --pose or --driving-video (or use --mode ti2v for text-driven motion)"
@@ -222,14 +375,26 @@ def run_generate(args: argparse.Namespace) -> int:
     needs_extractor = extract_reference or (pose_path is None and driving_path is not None)
     backend_options = _backend_options(args) if needs_extractor else {}
     height, width = args.size
-    _check_size(model_dir, height, width)
+    geometry = _model_geometry(model_dir)
+    multiple, temporal = geometry["multiple"], geometry["temporal"]
+    if height % multiple or width % multiple:
+        raise ValueError(f"--size {height}x{width}: height and width must each be a multiple of {multiple}")
+    keypoints = pose_path is None or pose_path.suffix.lower() not in VIDEO_SUFFIXES
+    window = geometry["ipi_window"] if keypoints and geometry["ipi_window"] else geometry["wan_window"]
+    _check_window_overlap(args.window_overlap, window, temporal)
+    lengths = {}
+    if args.mode == "animation":
+        given = [option for option in ("--pose", "--driving-video") if inputs[option] is not None]
+        lengths = {option: _input_length(inputs[option], args.stride) for option in given}
+    num_frames = _check_frames(args, lengths, temporal)
+    _check_device(args.device)
 
     import numpy as np
     import torch
 
     from animatex_pp.data.preview import write_contact_sheet, write_preview_video
     from animatex_pp.data.video import read_video, write_video
-    from animatex_pp.pipelines.pipeline_animatex import OFFICIAL_NEGATIVE_PROMPT, AnimateXPipeline
+    from animatex_pp.pipelines.pipeline_animatex import OFFICIAL_NEGATIVE_PROMPT
     from animatex_pp.pose import extract
 
     # 2. Read the inputs
@@ -250,14 +415,13 @@ def run_generate(args: argparse.Namespace) -> int:
                                  **backend_options)  # fmt: skip
     if not args.allow_empty_pose:
         _refuse_empty_poses(pose, pose_path or driving_path, reference_pose, reference_pose_path or image_path)
-    if args.frames is not None and pose is not None and len(pose) < args.frames:
-        raise ValueError(f"--frames {args.frames} but the driving poses have only {len(pose)} frames")
     fps = args.fps or fps or DEFAULT_FPS
 
     # 3. Load the pipeline and apply the speed options
     # The VAE and the CLIPs stay in float32, as the official code and diffusers' Wan examples load them.
     float32 = {"vae": torch.float32, "image_encoder": torch.float32, "motion_encoder": torch.float32}
-    pipe = AnimateXPipeline.from_pretrained(model_dir, dtype={**float32, "default": _torch_dtype(args.dtype)})
+    pipe = _load_pipeline(model_dir, dtype={**float32, "default": _torch_dtype(args.dtype)})
+    pipe.set_progress_bar_config(desc="denoising", unit="step")
     if args.cpu_offload:
         pipe.enable_model_cpu_offload(device=args.device)
     else:
@@ -283,7 +447,7 @@ def run_generate(args: argparse.Namespace) -> int:
         mode=args.mode,
         height=height,
         width=width,
-        num_frames=args.frames,
+        num_frames=num_frames,
         num_inference_steps=args.steps,
         guidance_scale=args.guidance,
         generator=generator,
@@ -296,7 +460,7 @@ def run_generate(args: argparse.Namespace) -> int:
     # 5. Write the video and the previews
     video = (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)
     write_video(output, video, fps)
-    print(f"wrote {output} ({len(video)} frames, {width}x{height}, {fps:g} fps)")
+    print(f"wrote {output} ({len(video)} frames, {height}x{width}, {fps:g} fps)")
     pose_frames, reference_skeleton = _preview_poses(pose, reference_pose, args.retarget, height, width, len(video))
     if preview is not None:
         write_contact_sheet(preview, image, pose_frames, video, reference_pose=reference_skeleton)
@@ -309,17 +473,35 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def _preview_poses(pose, reference_pose, retarget_pose: bool, height: int, width: int, num_frames: int):
-    """The pose frames the model was driven by, and the reference skeleton, as images for the previews."""
+    """The pose frames the model was driven by, and the reference skeleton, as images for the previews: drawn at
+    the stroke widths the model was fed (`official_strokes`), not `render`'s defaults."""
     from animatex_pp.pose import render, retarget
+    from animatex_pp.pose.conditioning import official_strokes, render_reference_pose
     from animatex_pp.pose.sequence import PoseSequence
 
     if isinstance(pose, PoseSequence):
         if retarget_pose:
             pose = retarget(pose, reference_pose[0])
-        pose = render(pose[:num_frames], height, width)
+        pose = pose[:num_frames]
+        pose = render(pose, height, width, **official_strokes(pose, height, width))
     if isinstance(reference_pose, PoseSequence):
-        reference_pose = render(reference_pose[0], height, width)[0]
+        reference_pose = render_reference_pose(reference_pose, height, width)
     return pose, reference_pose
+
+
+def _load_pipeline(model_dir: Path, dtype: dict):
+    """`AnimateXPipeline.from_pretrained`, with a damaged folder reported as such rather than as a traceback."""
+    from safetensors import SafetensorError
+
+    from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
+
+    try:
+        return AnimateXPipeline.from_pretrained(model_dir, dtype=dtype)
+    except (OSError, SafetensorError) as error:
+        raise ValueError(
+            f"--model {model_dir} could not be loaded ({str(error).splitlines()[0]}): the folder is incomplete or "
+            "damaged; copy it again or rebuild it with `animatex-pp convert`"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- convert
@@ -345,28 +527,44 @@ def run_convert(args: argparse.Namespace) -> int:
             "Use laion/CLIP-ViT-H-14-laion2B-s32B-b79K (transformers format).",
         )
     output = Path(args.output)
+    inputs = {"--base": base, "--checkpoint": checkpoint_path, "--motion-encoder": motion_dir}
+    _refuse_inputs(output, "--output", inputs)
     if output.exists() and not args.overwrite:
         raise ValueError(f"{output} exists; pass --overwrite to replace it")
     if not output.parent.exists():
         raise FileNotFoundError(f"the folder for --output does not exist: {output.parent}")
+    _writable_folder(output.parent, "--output")
+    from animatex_pp.models.weight_files import check_model_folder, check_pipeline_folder
+
+    check_pipeline_folder(base, "--base", "Download it again (see docs/quickstart.md).")
+    if motion_dir is not None:
+        check_model_folder(motion_dir, "--motion-encoder")
 
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler, WanImageToVideoPipeline
     from transformers import CLIPVisionModelWithProjection
 
     from animatex_pp.files import atomic_directory
-    from animatex_pp.models.convert import animatex_from_wan, convert_animatex_state_dict, load_animatex_checkpoint
+    from animatex_pp.models.convert import (
+        animatex_from_wan,
+        convert_animatex_state_dict,
+        infer_stream_config,
+        load_animatex_checkpoint,
+    )
     from animatex_pp.models.presets import split_preset
     from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
 
     state_dict = load_animatex_checkpoint(checkpoint_path)
-    has_ipi = convert_animatex_state_dict(state_dict).has_ipi
+    converted = convert_animatex_state_dict(state_dict)
+    has_ipi = converted.has_ipi
     if has_ipi and motion_dir is None:
         raise ValueError(
             f"{checkpoint_path.name} has an implicit pose indicator, which needs the CLIP it was trained with: pass "
             "--motion-encoder DIR (laion/CLIP-ViT-H-14-laion2B-s32B-b79K in transformers format)"
         )
-    _, stream_config = split_preset(args.preset)
+    # The checkpoint's shapes give the stream sizes; the preset gives only what shapes cannot (head counts, ...).
+    inferred = infer_stream_config(converted.streams)
+    stream_config = {key: value for key, value in split_preset(args.preset)[1].items() if key not in inferred}
 
     # 2. Load the base pipeline: the VAE and the CLIPs stay in float32, as Wan recommends
     dtype = _torch_dtype(args.dtype)
@@ -477,23 +675,30 @@ def register(subparsers) -> None:
         "--frames", type=_positive_int, default=None, help="frames, 4k+1 (default: the pose's length; ti2v 81)"
     )
     sampling.add_argument("--steps", type=_positive_int, default=50, help="denoising steps (default 50)")
-    sampling.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
-    sampling.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sampling.add_argument(
+        "--guidance", type=_non_negative_float, default=3.0, help="classifier-free guidance scale (default 3)"
+    )
+    sampling.add_argument("--seed", type=_seed, default=0, help="random seed, 0 to 2**64 - 1 (default 0)")
     sampling.add_argument(
         "--fps", type=_positive_float, default=None, help="output frame rate (default: the input's, else 16)"
     )
     sampling.add_argument(
         "--window-strategy", default="blend", choices=["blend", "carry"], help="long videos (default blend)"
     )
-    sampling.add_argument("--window-overlap", type=int, default=None, help="frames shared by windows (multiple of 4)")
+    sampling.add_argument(
+        "--window-overlap", type=_integer, default=None, help="frames shared by windows (multiple of 4)"
+    )
 
     runtime = generate.add_argument_group("runtime")
-    runtime.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
+    runtime.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N or mps (default cpu)")
     runtime.add_argument("--dtype", default="bf16", choices=sorted(DTYPES), help="model dtype; the VAE stays fp32")
     runtime.add_argument("--cpu-offload", action="store_true", help="keep only the running model on --device")
     runtime.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less memory)")
     runtime.add_argument(
-        "--cache-threshold", type=float, default=None, help="FirstBlockCache threshold, e.g. 0.05 (off by default)"
+        "--cache-threshold",
+        type=_positive_float,
+        default=None,
+        help="FirstBlockCache threshold, e.g. 0.05 (off by default)",
     )
     runtime.add_argument("--compile", action="store_true", help="torch.compile the repeated transformer blocks")
     runtime.add_argument("--no-preview", action="store_true", help="do not write OUTPUT.preview.png")
@@ -522,6 +727,6 @@ def register(subparsers) -> None:
     convert.add_argument("--dtype", default="bf16", choices=sorted(DTYPES), help="transformer/text encoder dtype")
     convert.add_argument("--lora", default="merge", choices=["merge", "adapter"], help="merge the LoRA (default)")
     convert.add_argument("--scheduler", default="unipc", choices=["unipc", "euler"], help="flow-matching sampler")
-    convert.add_argument("--shift", type=float, default=5.0, help="flow shift (official 5)")
+    convert.add_argument("--shift", type=_positive_float, default=5.0, help="flow shift (official 5)")
     convert.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     convert.set_defaults(handler=run_convert)
