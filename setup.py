@@ -1,8 +1,12 @@
 """Install animatex_pp.
 
-Install torch first (`pip install torch==2.13.0` for the CPU wheel, or the CUDA build you use): the `torch`
-requirement below is a lower bound that any installed torch >= 2.4 satisfies, so pip keeps the wheel you chose
-instead of pulling a multi-GB CUDA build of its own.
+Install torch first, pinned, then this package; the `torch` requirement below is a lower bound that any installed
+torch >= 2.4 satisfies, so pip keeps the wheel you chose instead of pulling one of its own:
+
+- CPU only (no GPU; about 200 MB): `pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu`.
+  From PyPI alone, `pip install torch==2.13.0` resolves the CUDA build on Linux, with several GB of nvidia packages.
+- CUDA: `pip install torch==2.13.0` from PyPI (its default CUDA build), or another CUDA version from PyTorch's index,
+  e.g. `--index-url https://download.pytorch.org/whl/cu128`.
 """
 
 from setuptools import find_packages, setup
