@@ -527,3 +527,12 @@ def test_convert_refuses_an_ipi_release_without_its_clip_and_an_existing_output(
     assert main([*base, *clip, "--output", str(release)]) == EXIT_BAD_INPUT
     assert "would overwrite --base" in capsys.readouterr().err
     assert (release / "wan" / "model_index.json").is_file() and (release / "animate-x++.ckpt").is_file()
+    # A checkpoint cut short, and a non-finite shift: one line each, before anything loads.
+    whole = (release / "animate-x++.ckpt").read_bytes()
+    (tmp_path / "cut.ckpt").write_bytes(whole[: len(whole) // 2])
+    cut = ["convert", "--base", str(release / "wan"), "--checkpoint", str(tmp_path / "cut.ckpt"), *clip[:2]]
+    assert main([*cut, "--output", str(tmp_path / "out")]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'cut.ckpt'} is truncated or corrupt" in err and err.count("\n") == 1
+    assert main([*base, *clip[:2], "--output", str(tmp_path / "out"), "--shift", "nan"]) == EXIT_BAD_INPUT
+    assert "argument --shift: must be a finite number, got nan" in capsys.readouterr().err
