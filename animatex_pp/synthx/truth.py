@@ -71,7 +71,10 @@ def write_truth(path: str | os.PathLike, truth: ClipTruth) -> None:
         "background_shift": truth.background_shift.astype(np.float32),
         "background_scale": truth.background_scale.astype(np.float32),
     }
-    save_file(arrays, str(path), metadata={"format": FORMAT, "labels": json.dumps(list(truth.label_names))})
+    # One metadata key: safetensors writes its metadata map in hash order, which differs between processes, so
+    # two keys would make the bytes depend on the process that wrote them.
+    header = json.dumps({"format": FORMAT, "labels": list(truth.label_names)})
+    save_file(arrays, str(path), metadata={"synthx": header})
 
 
 def read_truth(path: str | os.PathLike) -> ClipTruth:
@@ -80,11 +83,10 @@ def read_truth(path: str | os.PathLike) -> ClipTruth:
     if not path.is_file():
         raise FileNotFoundError(f"ground-truth file not found: {path}")
     with safe_open(str(path), framework="numpy") as handle:
-        metadata = handle.metadata() or {}
-    if metadata.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a SynthX ground-truth file (format {metadata.get('format')!r})")
-    arrays = load_file(str(path))
-    return ClipTruth(**arrays, label_names=tuple(json.loads(metadata["labels"])))
+        header = json.loads((handle.metadata() or {}).get("synthx", "{}"))
+    if header.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a SynthX ground-truth file (format {header.get('format')!r})")
+    return ClipTruth(**load_file(str(path)), label_names=tuple(header["labels"]))
 
 
 def clip_truth(metadata_path: str | os.PathLike, row: dict) -> ClipTruth:
