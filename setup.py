@@ -29,6 +29,9 @@ CORE_REQUIREMENTS = [
     "numpy>=1.26",
     "pillow>=10",
     "tqdm>=4.66",
+    # tensorboard 2.21 needs protobuf >= 6.31, which the pose extra's mediapipe forbids (DESIGN §6)
+    "tensorboard>=2.14,<2.21",
+    "hydra-submitit-launcher>=1.2",
     "torchmetrics>=1.4",
 ]
 
@@ -48,8 +51,11 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["animatex_pp", "animatex_pp.*", "conf", "conf.*"]),
-    package_data={"conf": ["**/*.yaml", "*.yaml"]},
+    # The repository's top-level conf/ (Hydra groups, recipes under conf/recipe) installs as animatex_pp.conf, so it
+    # cannot collide with another project's top-level `conf` package (DESIGN §5.3).
+    packages=[*find_packages(include=["animatex_pp", "animatex_pp.*"]), "animatex_pp.conf"],
+    package_dir={"animatex_pp.conf": "conf"},
+    package_data={"animatex_pp.conf": ["**/*.yaml", "*.yaml"]},
     include_package_data=True,
     install_requires=CORE_REQUIREMENTS,
     extras_require=EXTRAS,

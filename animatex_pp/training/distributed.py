@@ -1,0 +1,157 @@
+"""The process world and DeepSpeed, applied from outside the model (torchtitan's separation).
+
+One code path whatever the ZeRO stage: every run, even a single process, is a DeepSpeed engine in a
+`torch.distributed` world (stage 0 is plain data-parallel). The world comes from the launcher that made it
+(`torchrun`, `deepspeed`: RANK / WORLD_SIZE / LOCAL_RANK in the environment), or `trainer.num_processes=N` starts N
+local workers through torch's elastic launch API, or a single process makes a world of one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+WORLD_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_externally() -> bool:
+    """True when a launcher (torchrun, deepspeed, the elastic agent) has set up this process's world."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def init_world() -> World:
+    """Join (or, alone, create) the process group with the backend the device needs."""
+    import deepspeed
+    import deepspeed.ops
+
+    if not launched_externally():
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        device = torch.device("cpu")
+        backend = "gloo"
+        # DeepSpeed would otherwise build its shared-memory communication op at init, which takes minutes on CPU.
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    if not torch.distributed.is_initialized():
+        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
+    return World(
+        rank=torch.distributed.get_rank(),
+        world_size=torch.distributed.get_world_size(),
+        local_rank=local_rank,
+        device=device,
+    )
+
+
+def close_world(engine) -> None:
+    """End the engine and the process group in the order DeepSpeed needs (else offload runs exit with code 250)."""
+    if engine is not None:
+        engine.destroy()
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+def bf16_enabled(setting: str | bool, device: torch.device) -> bool:
+    if setting == "auto":
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return bool(setting)
+
+
+def deepspeed_config(ds_cfg: dict[str, Any], batch_size: int, device: torch.device) -> dict[str, Any]:
+    """The DeepSpeed config dict for the `deepspeed` config group."""
+    stage = ds_cfg["stage"]
+    if stage not in (0, 1, 2, 3):
+        raise ValueError(f"deepspeed.stage must be 0, 1, 2 or 3, got {stage}")
+    if ds_cfg.get("offload_param") and stage != 3:
+        raise ValueError("deepspeed.offload_param needs ZeRO stage 3: use deepspeed=zero3_offload")
+    if ds_cfg.get("offload_optimizer") and stage == 0:
+        raise ValueError("deepspeed.offload_optimizer needs ZeRO stage 1 to 3: use deepspeed=zero2_offload")
+    zero: dict[str, Any] = {"stage": stage}
+    if ds_cfg.get("offload_optimizer"):
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": device.type == "cuda"}
+    if ds_cfg.get("offload_param"):
+        zero["offload_param"] = {"device": "cpu", "pin_memory": device.type == "cuda"}
+    if stage == 3:
+        # export gathers the weights itself; no 16-bit copy of the whole model on every save
+        zero["stage3_gather_16bit_weights_on_model_save"] = False
+    return {
+        "train_micro_batch_size_per_gpu": batch_size,
+        "gradient_accumulation_steps": ds_cfg.get("gradient_accumulation_steps", 1),
+        "gradient_clipping": ds_cfg.get("gradient_clipping", 0.0) or 0.0,
+        "zero_optimization": zero,
+        "bf16": {"enabled": bf16_enabled(ds_cfg.get("bf16", "auto"), device)},
+        # a torch optimizer is passed in; with CPU offload DeepSpeed would otherwise insist on its own CPU Adam
+        "zero_force_ds_cpu_optimizer": False,
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+
+
+def register_zero3_external_parameters(model: torch.nn.Module) -> None:
+    """Tell ZeRO-3 about parameters a module reads outside its own forward, so they are gathered in time.
+
+    `nn.MultiheadAttention` (the IPI's encoder layers) reads `out_proj.weight` in its own forward, not through
+    `out_proj.forward`, where ZeRO-3 would have gathered it.
+    """
+    import deepspeed
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.MultiheadAttention):
+            deepspeed.zero.register_external_parameter(module, module.out_proj.weight)
+            if module.out_proj.bias is not None:
+                deepspeed.zero.register_external_parameter(module, module.out_proj.bias)
+
+
+def _run_worker(function: Callable[[Any], Any], argument: Any) -> Any:
+    return function(argument)
+
+
+def launch_local(function: Callable[[Any], Any], argument: Any, num_processes: int, run_dir: str) -> Any:
+    """Run `function(argument)` in `num_processes` local workers (torch elastic); return rank 0's result."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=num_processes,
+        run_id=f"animatex-pp-{os.getpid()}",
+        rdzv_backend="c10d",
+        rdzv_endpoint=f"127.0.0.1:{_free_port()}",
+        max_restarts=0,
+        monitor_interval=0.5,
+        start_method="spawn",
+        # each worker's output goes to RUN_DIR/worker_logs, and rank 0's is also shown
+        logs_specs=DefaultLogsSpecs(log_dir=os.path.join(run_dir, "worker_logs"), tee=Std.ALL, local_ranks_filter={0}),
+    )
+    results = elastic_launch(config, _run_worker)(function, argument)
+    return results[0]

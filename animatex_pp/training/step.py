@@ -1,0 +1,126 @@
+"""One training step's loss: condition dropout, the pose streams (or their zero stand-in), the flow objective.
+
+Every random draw (σ, noise, dropout) comes from `animatex_pp.randomness` keyed by `(seed, step, rank)`, so a
+resumed run repeats the interrupted one exactly.
+
+A ti2v step has no pose, yet every trainable pose-stream parameter must still get a gradient: ZeRO-2/3 reduce
+gradients in buckets and wait for every parameter's, so a parameter left out of the graph stalls or breaks the
+step. The streams therefore run on zero inputs and their outputs are multiplied by 0: the model sees no pose and
+the streams' gradients are exactly zero. Pose dropout uses the same multiplication per sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from animatex_pp.models.transformer import AnimateXTransformer3DModel, PoseConditions
+from animatex_pp.randomness import torch_generator
+from animatex_pp.training.objective import FlowObjective
+
+NUM_KEYPOINTS = 18
+# The I2V condition is 4 mask channels then the reference's latent; image dropout zeroes the latent, keeps the mask.
+CONDITION_MASK_CHANNELS = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class ConditionDropout:
+    """Per-sample chances of training without a condition (UniAnimate-DiT: pose 5%, image 10%)."""
+
+    pose: float = 0.05
+    image: float = 0.1
+    text: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("pose", "image", "text"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"trainer.dropout.{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+def _scaled(conditions: PoseConditions, scale: torch.Tensor) -> PoseConditions:
+    """Each stream output times a per-sample scale (B,), broadcast over its other dimensions."""
+    fields = {}
+    for field in dataclasses.fields(conditions):
+        value = getattr(conditions, field.name)
+        # (B,) -> (B, 1, ...) to match the field's rank
+        fields[field.name] = None if value is None else value * scale.view(-1, *[1] * (value.ndim - 1)).to(value)
+    return PoseConditions(**fields)
+
+
+def pose_conditions(
+    model: AnimateXTransformer3DModel, inputs: dict[str, torch.Tensor], keep: torch.Tensor
+) -> PoseConditions:
+    """The streams' outputs for a batch, times `keep` (B,); zero inputs (and keep = 0) for a batch without pose."""
+    latents = inputs["latents"]
+    batch_size, _, latent_frames, latent_height, latent_width = latents.shape
+    streams = model.streams()
+    if "pose_video" in inputs:
+        given = {"pose_video": inputs["pose_video"], "reference_pose": inputs["reference_pose"]}
+        if "implicit_pose_indicator" in streams:
+            given["pose_keypoints"] = inputs["pose_keypoints"]
+            given["driving_image_embeds"] = inputs["driving_embeds"]
+    else:
+        keep = torch.zeros_like(keep)
+        frames = (latent_frames - 1) * 4 + 1
+        height, width = latent_height * 8, latent_width * 8
+        given = {
+            "pose_video": latents.new_zeros(batch_size, 3, frames, height, width),
+            "reference_pose": latents.new_zeros(batch_size, 3, height, width),
+            # -1 marks a keypoint as undetected, as the IPI's input does
+            "pose_keypoints": latents.new_full((batch_size, frames, NUM_KEYPOINTS, 2), -1.0),
+            "driving_image_embeds": latents.new_zeros(batch_size, frames, model.config.ipi_clip_dim),
+        }
+    wanted = {
+        "pose_video_encoder": ("pose_video",),
+        "reference_pose_encoder": ("reference_pose",),
+        "implicit_pose_indicator": ("pose_keypoints", "driving_image_embeds"),
+    }
+    arguments = {name: given[name] for stream in streams for name in wanted[stream] if name in given}
+    dtype = next(model.parameters()).dtype
+    arguments = {name: value.to(dtype) for name, value in arguments.items()}
+    return _scaled(model.encode_pose_conditions(**arguments, batch_size=batch_size), keep)
+
+
+def training_loss(
+    engine,
+    model: AnimateXTransformer3DModel,
+    inputs: dict[str, torch.Tensor],
+    objective: FlowObjective,
+    dropout: ConditionDropout,
+    seed: int,
+    step: int,
+    rank: int,
+) -> torch.Tensor:
+    """The mean loss of one batch of model inputs (`animatex_pp.data.encode`).
+
+    `engine` is what runs the forward (the DeepSpeed engine, or the model itself); `model` the module it wraps,
+    whose stream encoders run first.
+    """
+    latents = inputs["latents"]
+    batch_size = latents.shape[0]
+    dtype = next(model.parameters()).dtype
+    sigmas = objective.sample_sigmas(batch_size, torch_generator(seed, "sigma", step, rank)).to(latents.device)
+    noise = torch.randn(latents.shape, generator=torch_generator(seed, "noise", step, rank)).to(latents)
+    draws = torch.rand(3, batch_size, generator=torch_generator(seed, "dropout", step, rank)).to(latents.device)
+    keep_pose = (draws[0] >= dropout.pose).float()
+    keep_image = (draws[1] >= dropout.image).float()
+    keep_text = (draws[2] >= dropout.text).float()
+
+    condition = inputs["condition"].clone()
+    # (B,) -> (B, 1, 1, 1, 1)
+    condition[:, CONDITION_MASK_CHANNELS:] *= keep_image.view(-1, 1, 1, 1, 1)
+    # (B, 16, F, h, w) ++ (B, 20, F, h, w) -> (B, 36, F, h, w), as Wan I2V feeds its DiT
+    hidden_states = torch.cat([objective.noisy(latents, noise, sigmas), condition], dim=1).to(dtype)
+    image_embeds = inputs.get("image_embeds")
+    if image_embeds is not None:
+        image_embeds = (image_embeds * keep_image.view(-1, 1, 1)).to(dtype)
+    prediction = engine(
+        hidden_states=hidden_states,
+        timestep=objective.timesteps(sigmas),
+        encoder_hidden_states=(inputs["prompt_embeds"] * keep_text.view(-1, 1, 1)).to(dtype),
+        encoder_hidden_states_image=image_embeds,
+        pose_conditions=pose_conditions(model, inputs, keep_pose),
+        return_dict=False,
+    )[0]
+    return objective.loss(prediction, latents, noise, sigmas).mean()
