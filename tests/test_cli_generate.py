@@ -311,6 +311,7 @@ def test_output_paths_are_checked_before_the_model_loads(model_dir, inputs, tmp_
         (["--window-overlap", "3"], "--window-overlap 3: frames shared by windows of 81 must be a multiple of 4"),
         (["--window-overlap", "-4"], "--window-overlap -4"),
         (["--window-overlap", "84"], "from 4 to 80"),
+        (["--keep-missing-parts"], "--keep-missing-parts applies to retargeting: add --retarget"),
         (["--frames", "10"], "--frames 10 (as 4k+1: 13) needs 13 frames but --pose has 9: use --frames 9"),
         (
             ["--stride", "2"],
@@ -396,9 +397,25 @@ def test_ctrl_c_ends_with_a_short_message_and_keeps_the_previous_output(model_di
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out.mp4"]  # no temporary file left
 
 
-def test_the_preview_shows_the_pose_exactly_as_the_model_got_it(model_dir, tmp_path, monkeypatch):
-    from animatex_pp.data.preview import LABEL_HEIGHT, MIN_SHEET_CELL_HEIGHT
+@pytest.fixture
+def fed_poses(monkeypatch):
+    """The pose videos the model is fed, as uint8 (F, H, W, 3), one per `encode_pose_conditions` call."""
     from animatex_pp.models.transformer import AnimateXTransformer3DModel
+
+    seen = []
+    original = AnimateXTransformer3DModel.encode_pose_conditions
+
+    def capture(self, *args, **kwargs):
+        # (B, 3, F, H, W) in [0, 1] -> (F, H, W, 3) uint8
+        seen.append((kwargs["pose_video"][0].permute(1, 2, 3, 0).float() * 255).round().byte().numpy())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(AnimateXTransformer3DModel, "encode_pose_conditions", capture)
+    return seen
+
+
+def test_the_preview_shows_the_pose_exactly_as_the_model_got_it(model_dir, tmp_path, fed_poses):
+    from animatex_pp.data.preview import LABEL_HEIGHT, MIN_SHEET_CELL_HEIGHT
     from tests.pose.synthetic import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
 
     # Poses at 320 x 320 generated at 32 x 32: the model sees 1-pixel strokes (DWPose's 4 pixels, resized).
@@ -406,14 +423,6 @@ def test_the_preview_shows_the_pose_exactly_as_the_model_got_it(model_dir, tmp_p
         tmp_path / "walk.npz"
     )
     PIL.Image.new("RGB", (SIZE, SIZE), "pink").save(tmp_path / "ref.png")
-    seen = []
-    original = AnimateXTransformer3DModel.encode_pose_conditions
-
-    def capture(self, *args, **kwargs):
-        seen.append(kwargs["pose_video"])
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(AnimateXTransformer3DModel, "encode_pose_conditions", capture)
     args = [
         "generate", "--model", str(model_dir), "--image", str(tmp_path / "ref.png"),
         "--pose", str(tmp_path / "walk.npz"),
@@ -421,8 +430,7 @@ def test_the_preview_shows_the_pose_exactly_as_the_model_got_it(model_dir, tmp_p
         "--output", str(tmp_path / "walk.mp4"),
     ]  # fmt: skip
     assert main(args) == 0
-    # (B, 3, F, H, W) in [0, 1] -> (F, H, W, 3) uint8
-    fed = (seen[0][0].permute(1, 2, 3, 0).float() * 255).round().byte().numpy()
+    fed = fed_poses[0]
     sheet = np.asarray(PIL.Image.open(tmp_path / "walk.preview.png"))
     scale = MIN_SHEET_CELL_HEIGHT // SIZE
     cell = SIZE * scale
@@ -431,6 +439,40 @@ def test_the_preview_shows_the_pose_exactly_as_the_model_got_it(model_dir, tmp_p
         shown = sheet[LABEL_HEIGHT : LABEL_HEIGHT + cell, column * cell : (column + 1) * cell][::scale, ::scale]
         np.testing.assert_array_equal(shown, fed[frame])
     assert fed.max() > 0  # a skeleton was drawn
+
+
+def test_retarget_drops_what_the_reference_lacks_warning_once_and_keep_missing_parts_keeps_it(
+    model_dir, tmp_path, caplog, fed_poses
+):
+    from tests.pose.synthetic import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
+
+    # A mermaid written by hand in pixels of its 64 x 96 picture: hips, no knees or ankles.
+    small = {name: length / 8 for name, length in HUMAN_LENGTHS.items()}
+    conf = np.ones((1, 18))
+    conf[0, [9, 10, 12, 13]] = 0.0
+    make_pose([body_pixels(small, STANDING_ANGLES, (32, 16))], width=64, height=96, fps=None, conf=conf).save(
+        tmp_path / "mermaid.json"
+    )
+    PIL.Image.new("RGB", (64, 96), "pink").save(tmp_path / "mermaid.png")
+    make_pose([body_pixels(HUMAN_LENGTHS, STANDING_ANGLES, (300, 200))] * 9, width=600, height=800).save(
+        tmp_path / "dance.npz"
+    )
+    args = [
+        "generate", "--model", str(model_dir), "--image", str(tmp_path / "mermaid.png"),
+        "--pose", str(tmp_path / "dance.npz"), "--reference-pose", str(tmp_path / "mermaid.json"), "--retarget",
+        "--size", f"{SIZE}x{SIZE}", "--steps", "1", "--dtype", "fp32", "--output", str(tmp_path / "swim.mp4"),
+    ]  # fmt: skip
+    dropped = "the reference skeleton has no right knee, right ankle, left knee, left ankle"
+    with caplog.at_level("WARNING"):
+        assert main(args) == 0  # with the preview, which shows the same retargeted poses
+    assert sum(dropped in record.getMessage() for record in caplog.records) == 1
+    # The hips are at y ~ 16 + 20 = 36 of 96, 12 of 32: nothing is drawn far below them.
+    assert fed_poses[0][:, 16:].max() == 0
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main([*args, "--keep-missing-parts", "--no-preview"]) == 0
+    assert dropped not in caplog.text
+    assert fed_poses[-1][:, 16:].max() > 0  # the legs are drawn
 
 
 def test_third_party_log_noise_stays_out_unless_asked_for(shared_assets, tmp_path):

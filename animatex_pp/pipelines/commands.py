@@ -372,6 +372,8 @@ def run_generate(args: argparse.Namespace) -> int:
         raise ValueError("--retarget needs the reference skeleton's keypoints: --reference-pose auto or a pose file")
     if args.retarget and pose_path is not None and pose_path.suffix.lower() in VIDEO_SUFFIXES:
         raise ValueError("--retarget needs keypoints to move: give --pose as a pose file, not a rendered video")
+    if args.keep_missing_parts and not args.retarget:
+        raise ValueError("--keep-missing-parts applies to retargeting: add --retarget")
     needs_extractor = extract_reference or (pose_path is None and driving_path is not None)
     backend_options = _backend_options(args) if needs_extractor else {}
     height, width = args.size
@@ -395,7 +397,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from animatex_pp.data.preview import write_contact_sheet, write_preview_video
     from animatex_pp.data.video import read_video, write_video
     from animatex_pp.pipelines.pipeline_animatex import OFFICIAL_NEGATIVE_PROMPT
-    from animatex_pp.pose import extract
+    from animatex_pp.pose import extract, retarget
 
     # 2. Read the inputs
     image = _open_image(image_path, "--image")
@@ -415,6 +417,10 @@ def run_generate(args: argparse.Namespace) -> int:
                                  **backend_options)  # fmt: skip
     if not args.allow_empty_pose:
         _refuse_empty_poses(pose, pose_path or driving_path, reference_pose, reference_pose_path or image_path)
+    if args.retarget:
+        # Here rather than in the pipeline: the model and the previews get the poses of one call (so its warnings
+        # appear once), and a reference that cannot be retargeted to is refused before any model loads.
+        pose = retarget(pose, reference_pose[0], keep_missing_parts=args.keep_missing_parts)
     fps = args.fps or fps or DEFAULT_FPS
 
     # 3. Load the pipeline and apply the speed options
@@ -453,7 +459,6 @@ def run_generate(args: argparse.Namespace) -> int:
         generator=generator,
         window_strategy=args.window_strategy,
         window_overlap=args.window_overlap,
-        retarget_pose=args.retarget,
         output_type="np",
     ).frames[0]
 
@@ -461,7 +466,7 @@ def run_generate(args: argparse.Namespace) -> int:
     video = (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)
     write_video(output, video, fps)
     print(f"wrote {output} ({len(video)} frames, {height}x{width}, {fps:g} fps)")
-    pose_frames, reference_skeleton = _preview_poses(pose, reference_pose, args.retarget, height, width, len(video))
+    pose_frames, reference_skeleton = _preview_poses(pose, reference_pose, height, width, len(video))
     if preview is not None:
         write_contact_sheet(preview, image, pose_frames, video, reference_pose=reference_skeleton)
         print(f"wrote {preview}")
@@ -472,16 +477,15 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _preview_poses(pose, reference_pose, retarget_pose: bool, height: int, width: int, num_frames: int):
-    """The pose frames the model was driven by, and the reference skeleton, as images for the previews: drawn at
-    the stroke widths the model was fed (`official_strokes`), not `render`'s defaults."""
-    from animatex_pp.pose import render, retarget
+def _preview_poses(pose, reference_pose, height: int, width: int, num_frames: int):
+    """The pose frames the model was driven by (already retargeted with --retarget), and the reference skeleton, as
+    images for the previews: drawn at the stroke widths the model was fed (`official_strokes`), not `render`'s
+    defaults."""
+    from animatex_pp.pose import render
     from animatex_pp.pose.conditioning import official_strokes, render_reference_pose
     from animatex_pp.pose.sequence import PoseSequence
 
     if isinstance(pose, PoseSequence):
-        if retarget_pose:
-            pose = retarget(pose, reference_pose[0])
         pose = pose[:num_frames]
         pose = render(pose, height, width, **official_strokes(pose, height, width))
     if isinstance(reference_pose, PoseSequence):
@@ -664,6 +668,11 @@ def register(subparsers) -> None:
         "--dwpose-dir", metavar="DIR", help="folder with yolox_l.onnx and dw-ll_ucoco_384.onnx (--pose-backend dwpose)"
     )
     inputs.add_argument("--retarget", action="store_true", help="retarget the poses to --reference-pose's body")
+    inputs.add_argument(
+        "--keep-missing-parts",
+        action="store_true",
+        help="with --retarget, keep the parts the reference skeleton lacks (default: dropped, e.g. a mermaid's legs)",
+    )
 
     sampling = generate.add_argument_group("generation")
     sampling.add_argument("--output", required=True, metavar="PATH", help="output video (.mp4)")

@@ -251,6 +251,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         max_sequence_length,
         window_strategy,
         retarget_pose,
+        keep_missing_parts,
         callback_on_step_end_tensor_inputs,
     ) -> None:
         """Raise a `ValueError` that says what to do for every bad argument, before any model runs."""
@@ -318,6 +319,8 @@ class AnimateXPipeline(WanImageToVideoPipeline):
                 "`retarget_pose=True` needs `pose` and `reference_pose` as PoseSequence keypoints (rendered videos "
                 "cannot be retargeted)."
             )
+        if keep_missing_parts and not retarget_pose:
+            raise ValueError("`keep_missing_parts=True` is a retargeting option: pass `retarget_pose=True` too.")
 
         multiple = self.size_multiple
         for name, value in [("height", height), ("width", width)]:
@@ -445,6 +448,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         batch_size: int,
         keypoint_conf_threshold: float,
         retarget_pose: bool,
+        keep_missing_parts: bool,
         device: torch.device,
     ) -> PoseInputs:
         """The pose streams' inputs (`animatex_pp.pose.conditioning.prepare_pose`), with the driving frames' CLIP
@@ -464,6 +468,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
             use_ipi=plan.use_ipi,
             keypoint_conf_threshold=keypoint_conf_threshold,
             retarget_pose=retarget_pose,
+            keep_missing_parts=keep_missing_parts,
         )
         driving_embeds = keypoints = reference = None
         if prepared.driving_frames is not None:
@@ -672,6 +677,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         window_strategy: str = "blend",
         keypoint_conf_threshold: float = 0.3,
         retarget_pose: bool = False,
+        keep_missing_parts: bool = False,
     ) -> WanPipelineOutput | tuple:
         r"""
         Animate `image` with `pose` (`mode="animation"`) or from `prompt` alone (`mode="ti2v"`).
@@ -713,7 +719,11 @@ class AnimateXPipeline(WanImageToVideoPipeline):
             window_strategy: "blend" (windows denoised together, seams blended) or "carry" (windows one after
                 another, each continuing the frames already made); see `animatex_pp.pipelines.windowing`.
             keypoint_conf_threshold: keypoints under this detector confidence are marked missing for the IPI.
-            retarget_pose: retarget `pose` to `reference_pose`'s body proportions first (both PoseSequences).
+            retarget_pose: retarget `pose` to `reference_pose`'s body proportions first (both PoseSequences). Parts
+                the reference skeleton lacks (a mermaid's legs, an armless character's arms) are dropped from the
+                retargeted poses, with a warning naming them, so the pose streams show the character's own body plan.
+            keep_missing_parts: with `retarget_pose`, keep the parts the reference lacks instead (sized by their
+                mirror bone or the global scale; see `animatex_pp.pose.retarget`).
 
         Returns:
             `WanPipelineOutput` with `frames`, or `(frames,)`.
@@ -738,6 +748,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
             max_sequence_length,
             window_strategy,
             retarget_pose,
+            keep_missing_parts,
             callback_on_step_end_tensor_inputs,
         )
         if mode == "animation" and reference_pose is None and self._has_stream("reference_pose_encoder"):
@@ -811,6 +822,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
                 batch_size,
                 keypoint_conf_threshold,
                 retarget_pose,
+                keep_missing_parts,
                 device,
             )
 

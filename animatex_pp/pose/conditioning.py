@@ -112,15 +112,17 @@ def prepare_pose(
     use_ipi: bool = True,
     keypoint_conf_threshold: float = 0.3,
     retarget_pose: bool = False,
+    keep_missing_parts: bool = False,
 ) -> PreparedPose:
     """Render or resize the pose video and take the IPI's keypoints and driving frames, for `length` frames.
 
     `pose` is a `PoseSequence` (rendered; its keypoints feed the IPI) or a rendered pose video (any format
     `as_uint8_video` takes; no keypoints). Without a `driving_video`, CLIP sees the rendered skeletons, which carry
-    the motion (DESIGN §3). When fewer frames exist than `length`, the last one is repeated.
+    the motion (DESIGN §3). When fewer frames exist than `length`, the last one is repeated. `retarget_pose` moves
+    `pose` onto the reference's body first, dropping the parts the reference lacks unless `keep_missing_parts`.
     """
     if retarget_pose:
-        pose = retarget(pose, reference_pose[0])
+        pose = retarget(pose, reference_pose[0], keep_missing_parts=keep_missing_parts)
     # A rendered pose video has no keypoints, so the IPI cannot run on it.
     use_ipi = use_ipi and isinstance(pose, PoseSequence)
     keypoints = None

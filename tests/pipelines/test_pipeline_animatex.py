@@ -266,6 +266,19 @@ def test_keypoint_threshold_and_retargeting_reach_the_ipi(pipe):
     torch.testing.assert_close(spy.calls[1]["pose_video"][0], render(retargeted, SIZE, SIZE, output="pt", **STROKES))
 
 
+def test_retargeting_drops_the_parts_the_reference_lacks_unless_kept(pipe):
+    pose, legless = pose_sequence(9), pose_sequence(1, seed=7)
+    legless.body_conf[0, [9, 10, 12, 13]] = 0.0  # a mermaid: hips, no knees or ankles
+    with EncodedPoses(pipe) as spy:
+        generate(pipe, pose=pose, reference_pose=legless, retarget_pose=True)
+        generate(pipe, pose=pose, reference_pose=legless, retarget_pose=True, keep_missing_parts=True)
+    legs = [9, 10, 12, 13]
+    assert (spy.calls[0]["pose_keypoints"][0][:, legs] == -1).all()
+    kept = retarget(pose, legless, keep_missing_parts=True)
+    assert (spy.calls[1]["pose_keypoints"][0][:, legs] != -1).all()
+    torch.testing.assert_close(spy.calls[1]["pose_keypoints"][0], torch.tensor(kept.ipi_keypoints()))
+
+
 def test_a_short_output_fills_the_ipi_window_with_the_poses_own_later_frames(pipe):
     pose = pose_sequence(12)  # more frames than the 5 asked for; the tiny IPI's window holds 9
     with EncodedPoses(pipe) as spy:
@@ -363,6 +376,7 @@ def test_reference_pose_image_feeds_the_reference_stream(pipe):
         ({"num_inference_steps": 0}, "`num_inference_steps` must be a positive int"),
         ({"latents": torch.zeros(1, 16, 2, 4, 4)}, r"`latents` must have shape \(1, 16, 3, 4, 4\)"),
         ({"retarget_pose": True}, "needs `pose` and `reference_pose` as PoseSequence"),
+        ({"keep_missing_parts": True}, r"is a retargeting option: pass `retarget_pose=True` too"),
         ({"callback_on_step_end_tensor_inputs": ["noise"]}, "may name"),
         ({"driving_video": np.zeros((5, SIZE, SIZE, 3), np.uint8)}, "`driving_video` has 5 frames but 9"),
         ({"driving_video": np.zeros((9, SIZE, SIZE), np.uint8)}, r"must be \(F, H, W, 3\)"),
