@@ -312,6 +312,9 @@ def test_output_paths_are_checked_before_the_model_loads(model_dir, inputs, tmp_
         (["--window-overlap", "-4"], "--window-overlap -4"),
         (["--window-overlap", "84"], "from 4 to 80"),
         (["--keep-missing-parts"], "--keep-missing-parts applies to retargeting: add --retarget"),
+        # Refused as arguments, so never a model loaded (or memory exhausted) at an absurd size.
+        (["--size", "8208x480"], "argument --size: height and width must be at most 8192 pixels, got '8208x480'"),
+        (["--size", "480x100000"], "argument --size: height and width must be at most 8192 pixels"),
         (["--frames", "10"], "--frames 10 (as 4k+1: 13) needs 13 frames but --pose has 9: use --frames 9"),
         (
             ["--stride", "2"],

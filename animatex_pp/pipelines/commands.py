@@ -18,6 +18,7 @@ from pathlib import Path
 
 from animatex_pp.data.video import DEFAULT_FPS, IMAGE_SUFFIXES
 from animatex_pp.pose.commands import POSE_SUFFIXES
+from animatex_pp.pose.render import MAX_SIDE
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif"}
 EMPTY_SKELETON_LEVEL = 32  # a rendered skeleton video or image darker than this everywhere has nothing drawn
@@ -99,13 +100,16 @@ def _refuse_inputs(path: Path, option: str, inputs: Mapping[str, Path | None]) -
 
 
 def _size(text: str) -> tuple[int, int]:
-    """'832x480' -> (832, 480): height x width."""
+    """'832x480' -> (832, 480): height x width, each side 1 to `MAX_SIDE` pixels (larger is a typo: the pose video
+    alone would not fit in memory)."""
     try:
         height, width = (int(part) for part in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must be HEIGHTxWIDTH, e.g. 832x480, got {text!r}") from None
     if height < 1 or width < 1:
         raise argparse.ArgumentTypeError(f"height and width must be positive, got {text!r}")
+    if max(height, width) > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"height and width must be at most {MAX_SIDE} pixels, got {text!r}")
     return height, width
 
 
