@@ -4,7 +4,9 @@ Backends share one small interface (`PoseBackend`): called on an RGB uint8 frame
 `PoseSequence` fields (normalised coordinates and confidences); `reset()` forgets the tracked person; `close()`
 releases resources. `extract` accepts a backend name or any object with that interface, and runs it through
 `views.MultiScaleBackend` (each frame at a size the backend works at, retried at another scale and in crops when
-nobody is found); frames where nobody is found are logged as a warning naming the input.
+nobody is found); frames where nobody is found are logged as a warning naming the input. Still images, from a file
+or as PIL images, are seen as a viewer shows them (`animatex_pp.data.image`: upright, 16-bit levels scaled rather
+than clipped, transparency composited on white), so the backend looks at the picture the user sees.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from animatex_pp.data.image import read_image, to_rgb
 from animatex_pp.data.video import (
     IMAGE_SUFFIXES,
     check_selection,
@@ -65,7 +68,7 @@ def make_backend(name: str, **options) -> PoseBackend:
 
 def _as_rgb(frame, index: int) -> np.ndarray:
     if isinstance(frame, Image.Image):
-        return np.asarray(frame.convert("RGB"))
+        return np.asarray(to_rgb(frame))
     frame = np.asarray(frame)
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(
@@ -83,12 +86,7 @@ def _frames_source(
         if not path.exists():
             raise FileNotFoundError(f"input not found: {path}")
         if path.suffix.lower() in IMAGE_SUFFIXES:
-            try:
-                with Image.open(path) as image:
-                    frame = np.asarray(image.convert("RGB"))
-            except OSError as error:
-                raise ValueError(f"cannot read image {path}: it is corrupt or not an image ({error})") from error
-            return iter([frame]), 1, None, True
+            return iter([np.asarray(read_image(path))]), 1, None, True
         frames = iter_video(path, fps=fps, stride=stride, start=start, max_frames=max_frames)
         info = video_info(path)
         # The header's frame count may be missing (0): then the progress bar just counts.

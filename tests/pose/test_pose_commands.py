@@ -90,6 +90,30 @@ def test_extract_summary_tells_whole_from_partial(extracted, capsys, tmp_path, s
     assert "whole body on 2 of 2 frames" in capsys.readouterr().out
 
 
+def test_extract_reads_still_images_as_a_viewer_shows_them(shared_assets, tmp_path):
+    # The sample girl in grey, at half size (for speed), saved three ways that a viewer shows alike.
+    with Image.open(shared_assets / "images" / "anime_girl.jpeg") as image:
+        grey = np.asarray(image.convert("L").reduce(2))
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    # 16 bits: plain PIL clips every level above 255, leaving a white picture.
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    # Black ink whose opacity draws the girl: plain PIL drops the alpha, leaving a black picture.
+    ink = np.zeros((*grey.shape, 4), np.uint8)
+    ink[..., 3] = 255 - grey
+    Image.fromarray(ink, mode="RGBA").save(tmp_path / "ink.png")
+    poses = {}
+    for name in ("grey", "deep", "ink"):
+        image, out = tmp_path / f"{name}.png", tmp_path / f"{name}.npz"
+        assert main(["pose", "extract", str(image), "--out", str(out), "--no-hands", "--quiet"]) == 0
+        poses[name] = PoseSequence.load(out)
+    assert (poses["grey"].body_conf >= 0.3).mean() > 0.9
+    np.testing.assert_array_equal(poses["deep"].body, poses["grey"].body)  # 257 * v is scaled back to v exactly
+    # Composited on white, the ink is the grey picture (to a level of rounding).
+    np.testing.assert_allclose(poses["ink"].body, poses["grey"].body, atol=0.01)
+    assert (poses["ink"].body_conf >= 0.3).mean() > 0.9
+
+
 def test_extract_finding_nobody_refuses_unless_allowed(shared_assets, tmp_path, capsys):
     image = shared_assets / "images" / "winged_figure.jpeg"
     out = tmp_path / "winged.pose.json"

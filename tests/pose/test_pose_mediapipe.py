@@ -3,6 +3,7 @@
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from animatex_pp.pose import extract
 
@@ -87,23 +88,36 @@ def test_extract_builds_the_mediapipe_graph_once(hands, monkeypatch):
     assert built == [name]
 
 
+class Recording:
+    """A backend that finds nobody and records what it is called with and the frames it is shown."""
+
+    name = "recording"
+
+    def __init__(self):
+        self.calls = []
+        self.frames = []
+
+    def __call__(self, frame):
+        self.calls.append("frame")
+        self.frames.append(frame)
+        return {"body": np.zeros((18, 2), np.float32), "body_conf": np.zeros(18, np.float32)}
+
+    def reset(self):
+        self.calls.append("reset")
+
+    def close(self):
+        self.calls.append("close")
+
+
 def test_a_backend_passed_in_is_reset_before_use():
-    class Recording:
-        name = "recording"
-
-        def __init__(self):
-            self.calls = []
-
-        def __call__(self, frame):
-            self.calls.append("frame")
-            return {"body": np.zeros((18, 2), np.float32), "body_conf": np.zeros(18, np.float32)}
-
-        def reset(self):
-            self.calls.append("reset")
-
-        def close(self):
-            self.calls.append("close")
-
     backend = Recording()
     extract([np.zeros((8, 8, 3), np.uint8)] * 2, backend=backend, progress=False)
     assert backend.calls == ["reset", "frame", "frame"]  # not closed: the caller owns it
+
+
+def test_a_pil_image_is_shown_to_the_backend_as_a_viewer_shows_it():
+    ink = np.zeros((8, 8, 4), np.uint8)
+    ink[..., 3] = 64  # black at a quarter opacity: light grey on white, not black
+    backend = Recording()
+    extract(Image.fromarray(ink, mode="RGBA"), backend=backend, progress=False)
+    np.testing.assert_array_equal(backend.frames[0], np.full((8, 8, 3), 255 - 64, np.uint8))
