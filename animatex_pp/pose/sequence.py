@@ -98,8 +98,10 @@ class PoseSequence:
         return len(self.body)
 
     def __repr__(self) -> str:
+        # Height first, and said so, as --size and every other message of the library print sizes.
         fps = "unknown" if self.fps is None else f"{self.fps:g}"
-        return f"PoseSequence(frames={len(self)}, parts={self.parts}, size={self.width}x{self.height}, fps={fps})"
+        size = f"{self.height}x{self.width} (HxW)"
+        return f"PoseSequence(frames={len(self)}, parts={self.parts}, size={size}, fps={fps})"
 
     @property
     def parts(self) -> tuple[str, ...]:

@@ -49,6 +49,11 @@ def test_fields_shapes_and_len():
     assert converted.body.dtype == np.float32 and converted.body_conf.dtype == np.float32
 
 
+def test_repr_prints_the_size_height_first_and_says_so():
+    pose = PoseSequence(body=np.zeros((2, 18, 2)), body_conf=np.ones((2, 18)), width=832, height=1216, fps=8.0)
+    assert repr(pose) == "PoseSequence(frames=2, parts=('body',), size=1216x832 (HxW), fps=8)"
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
