@@ -25,6 +25,7 @@ COMMAND_MODULES: list[str] = [
     "animatex_pp.pose.commands",
     "animatex_pp.data.commands",
     "animatex_pp.synthx.commands",
+    "animatex_pp.training.commands",
 ]
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
