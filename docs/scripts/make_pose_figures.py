@@ -3,19 +3,21 @@
     python docs/scripts/make_pose_figures.py [--assets ../shared/assets] [--out docs/figures]
 
 Writes pose_extraction.png (frames of the sample walk with their skeletons), pose_retarget.png (the walk moved onto
-two reference characters) and pose_epi.png (EPI augmentations of one driving pose). Skeletons are drawn with
-`color_order="rgb"` so that the pictures show OpenPose's usual colours; the pipeline feeds the model the default
-"bgr" order (see docs/pose.md).
+two reference characters, and onto one of them written without legs) and pose_epi.png (EPI augmentations of one
+driving pose). Skeletons are drawn with `color_order="rgb"` so that the pictures show OpenPose's usual colours; the
+pipeline feeds the model the default "bgr" order (see docs/pose.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from animatex_pp.data.image import read_image
 from animatex_pp.data.video import read_video
 from animatex_pp.pose import EPIAugment, PoseSequence, extract, render, retarget
 from animatex_pp.pose.augment import EPIPlan
@@ -32,12 +34,20 @@ WINGED_FIGURE_BODY = [
     (370, 600), (370, 860), (360, 1140), (456, 600), (456, 860), (440, 1150), (400, 116), (428, 116),
     (384, 124), (444, 124),
 ]  # fmt: skip
-DETECTABLE = {"anime_girl.jpeg"}
-HAND_MADE = {
-    "winged_figure.jpeg": PoseSequence(
-        body=np.array([WINGED_FIGURE_BODY]) / (832, 1216), body_conf=np.ones((1, 18)), width=832, height=1216
-    )
-}
+WINGED_FIGURE = PoseSequence(
+    body=np.array([WINGED_FIGURE_BODY]) / (832, 1216), body_conf=np.ones((1, 18)), width=832, height=1216
+)
+# The same skeleton written as if the gown hid legs it does not have: hips, no knees or ankles (a mermaid's body
+# plan), so that the picture shows retargeting leave out the parts a reference lacks.
+LEGLESS_CONF = np.ones((1, 18))
+LEGLESS_CONF[0, [9, 10, 12, 13]] = 0.0
+LEGLESS_WINGED_FIGURE = dataclasses.replace(WINGED_FIGURE, body_conf=LEGLESS_CONF)
+# Reference image, its skeleton (None: found by MediaPipe) and how the skeleton was made.
+RETARGET_REFERENCES = [
+    ("anime_girl.jpeg", None, "MediaPipe"),
+    ("winged_figure.jpeg", WINGED_FIGURE, "hand-made"),
+    ("winged_figure.jpeg", LEGLESS_WINGED_FIGURE, "hand-made, no legs"),
+]
 
 
 def overlay(image: np.ndarray, skeleton: np.ndarray) -> np.ndarray:
@@ -95,14 +105,14 @@ def main() -> None:
     ]
     grid(rows).save(args.out / "pose_extraction.png", optimize=True)
 
-    # 2. Retargeting: the walk on two characters of other proportions.
+    # 2. Retargeting: the walk on two characters of other proportions, and on one without legs (it gets none).
     rows = []
-    for name in ("anime_girl.jpeg", "winged_figure.jpeg"):
-        image = np.asarray(Image.open(args.assets / "images" / name).convert("RGB"))
-        reference = extract(image, progress=False) if name in DETECTABLE else HAND_MADE[name]
+    for name, reference, source in RETARGET_REFERENCES:
+        image = np.asarray(read_image(args.assets / "images" / name))
+        if reference is None:
+            reference = extract(image, progress=False)
         moved = retarget(walk, reference)
         ref_h, ref_w = image.shape[:2]
-        source = "MediaPipe" if name in DETECTABLE else "hand-made"
         row = [thumbnail(overlay(image, skeleton(reference, ref_h, ref_w)[0]), f"reference ({source})")]
         row.append(thumbnail(overlay(image, skeleton(walk[0], ref_h, ref_w)[0]), "driving frame 0, as is"))
         shown = (0, 6, 12)
