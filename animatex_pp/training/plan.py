@@ -1,0 +1,219 @@
+"""`mode=plan`: what a run would train and the GPU memory its model states need, without any weights (DESIGN §5.2).
+
+The transformer is built on the meta device (nothing allocated) from what training would load: the tiny preset
+with `model.transformer` overrides, a pipeline folder's `transformer/config.json`, or, when that folder does not
+exist yet, the preset `model.preset` names. The adapters and parameter groups are applied by the training code
+itself, so the table is the one a run prints at its start.
+
+Memory comes from DeepSpeed's ZeRO estimators for the configured stage on `trainer.num_processes` GPUs of one node.
+Their `..._all_live(model)` variants count a model's parameters once per `data_ptr()`, which is 0 for every meta
+tensor, so the counts are computed here and given to the `..._all_cold` variants. DeepSpeed assumes every parameter
+trains (16-bit weights and gradients, fp32 master weights and Adam states); with adapters only the trainable part
+carries gradients and optimizer states, so the plan gives that estimate as well: DeepSpeed's formula for the
+trainable parameters plus the 16-bit copy of the frozen ones. Activations are not estimated, beyond the hidden
+states every block keeps for backward. Nothing here makes a process group: the estimators only compute and print.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from animatex_pp.data.clips import TEMPORAL_COMPRESSION
+from animatex_pp.files import atomic_output
+from animatex_pp.models.transformer import AnimateXTransformer3DModel, count_parameters
+from animatex_pp.training.distributed import deepspeed_config
+from animatex_pp.training.model import MODEL_SOURCES, apply_adapters, param_groups, trainable_table
+
+PLAN_FILE = "plan.json"
+# Wan's VAE: one latent pixel per 8 x 8 pixels.
+SPATIAL_COMPRESSION = 8
+# The 16-bit weights and activations DeepSpeed's estimates assume (bf16 on GPU).
+HALF_BYTES = 2
+GIB = 2**30
+
+
+def build_meta_transformer(model_cfg: Mapping[str, Any]) -> tuple[AnimateXTransformer3DModel, str]:
+    """The transformer training would build, on the meta device, and where its config came from."""
+    source = model_cfg["source"]
+    overrides = dict(model_cfg.get("transformer") or {})
+    if source not in MODEL_SOURCES:
+        raise ValueError(f"model.source must be one of {', '.join(MODEL_SOURCES)}, got {source!r}")
+    if source == "tiny":
+        with torch.device("meta"):
+            transformer = AnimateXTransformer3DModel.from_preset("tiny", **overrides)
+        return transformer, f"preset tiny {overrides or ''}".strip()
+    if overrides:
+        raise ValueError(
+            f"model.transformer overrides {sorted(overrides)} apply to a tiny model; a pretrained one keeps its config"
+        )
+    folder = Path(model_cfg["path"]) if model_cfg.get("path") else None
+    if folder is not None and folder.exists():
+        config_file = folder / "transformer" / "config.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"model.path={folder} is not a pipeline folder: no {config_file}")
+        with torch.device("meta"):
+            transformer = AnimateXTransformer3DModel.from_config(
+                AnimateXTransformer3DModel.load_config(config_file.parent)
+            )
+        return transformer, str(config_file)
+    preset = model_cfg.get("preset")
+    if not preset:
+        raise ValueError(f"no pipeline folder at model.path={folder}: give the folder's path, or model.preset=NAME")
+    with torch.device("meta"):
+        transformer = AnimateXTransformer3DModel.from_preset(preset)
+    return transformer, f"preset {preset} (no pipeline folder at {folder})"
+
+
+def zero_estimate(
+    stage: int, offload_optimizer: bool, offload_param: bool, total: int, trainable: int, largest_layer: int, gpus: int
+) -> dict[str, Any]:
+    """DeepSpeed's model-state memory for this setup: its printed table and, in bytes, the configured option with
+    every parameter trained (DeepSpeed's assumption) and, per GPU, with only the trainable ones (the adapters' case).
+
+    No CPU figure for the adapters' case: besides offloaded states, DeepSpeed's CPU column holds the model as every
+    rank loads it before partitioning (fp32, frozen weights included), which the adapters do not change.
+    """
+    from deepspeed.runtime.zero.stage3 import (
+        estimate_zero3_model_states_mem_needs,
+        estimate_zero3_model_states_mem_needs_all_cold,
+    )
+    from deepspeed.runtime.zero.stage_1_and_2 import (
+        estimate_zero2_model_states_mem_needs,
+        estimate_zero2_model_states_mem_needs_all_cold,
+    )
+
+    frozen = total - trainable
+    table = io.StringIO()
+    if stage == 3:
+        # The trainer builds the model before deepspeed.initialize, not under zero.Init.
+        options = {"cpu_offload": offload_optimizer, "cpu_offload_params": offload_param, "zero_init": False}
+        label = f"offload_param={int(offload_param)}, offload_optimizer={int(offload_optimizer)}, zero_init=0"
+        estimator = "DeepSpeed's ZeRO-3 estimator"
+        with contextlib.redirect_stdout(table):
+            estimate_zero3_model_states_mem_needs_all_cold(total, largest_layer, num_gpus_per_node=gpus)
+        cpu, gpu, _ = estimate_zero3_model_states_mem_needs(total, largest_layer, gpus, **options)
+        _, gpu_adapter, _ = estimate_zero3_model_states_mem_needs(trainable, largest_layer, gpus, **options)
+        # ZeRO-3 partitions the frozen weights too, or keeps them on the CPU with offload_param.
+        gpu_adapter += 0 if offload_param else HALF_BYTES * frozen // gpus
+    else:
+        partitions = 1 if stage == 0 else gpus
+        options = {"cpu_offload": offload_optimizer}
+        label = f"offload_optimizer={int(offload_optimizer)}"
+        estimator = {
+            0: "DeepSpeed's ZeRO-1/2 estimator for one GPU, as ZeRO-0 replicates every state on every GPU",
+            1: "DeepSpeed's ZeRO-1/2 estimator, which partitions gradients as ZeRO-2 does (ZeRO-1 keeps them whole)",
+            2: "DeepSpeed's ZeRO-1/2 estimator",
+        }[stage]
+        with contextlib.redirect_stdout(table):
+            estimate_zero2_model_states_mem_needs_all_cold(total, num_gpus_per_node=partitions)
+        cpu, gpu = estimate_zero2_model_states_mem_needs(total, partitions, **options)
+        _, gpu_adapter = estimate_zero2_model_states_mem_needs(trainable, partitions, **options)
+        # Frozen weights are outside the optimizer: their 16-bit copy sits whole on every GPU.
+        gpu_adapter += HALF_BYTES * frozen
+    return {
+        "stage": stage,
+        "num_gpus": gpus,
+        "num_nodes": 1,
+        "options": label,
+        "estimator": estimator,
+        "per_gpu_bytes": gpu,
+        "per_cpu_bytes": cpu,
+        "adapter_per_gpu_bytes": gpu_adapter,
+        # DeepSpeed formats its offload device enum, which Python 3.11+ prints by its qualified name
+        "table": table.getvalue().rstrip("\n").replace("OffloadDeviceEnum.cpu", "cpu"),
+    }
+
+
+def activation_side(config: Mapping[str, Any], model_config: Mapping[str, Any]) -> dict[str, Any]:
+    """Tokens per sample for every bucket, and the hidden states all blocks keep for backward at the largest one."""
+    clips = config["data"]["clips"]
+    patch_t, patch_h, patch_w = model_config["patch_size"]
+    latent_frames = (clips["num_frames"] - 1) // TEMPORAL_COMPRESSION + 1
+    grid = {
+        f"{height}x{width}": (
+            latent_frames // patch_t,
+            height // SPATIAL_COMPRESSION // patch_h,
+            width // SPATIAL_COMPRESSION // patch_w,
+        )
+        for height, width in clips["buckets"]
+    }
+    tokens = {bucket: frames * rows * columns for bucket, (frames, rows, columns) in grid.items()}
+    width = model_config["num_attention_heads"] * model_config["attention_head_dim"]
+    kept = config["data"]["batch_size"] * max(tokens.values()) * width * HALF_BYTES * model_config["num_layers"]
+    return {
+        "latent_frames": latent_frames,
+        "token_grid": grid,
+        "tokens_per_sample": tokens,
+        "block_inputs_bytes_per_gpu": kept,
+        "note": "activations are not estimated; block_inputs_bytes_per_gpu is a lower bound (the bf16 hidden states "
+        "entering every block, what gradient checkpointing keeps), for data.batch_size samples of the largest bucket",
+    }
+
+
+def _gib(size: int) -> str:
+    return f"{size / GIB:,.2f} GiB"
+
+
+def plan(config: dict[str, Any]) -> dict[str, Any]:
+    """Print the trainable-parameter table and the memory estimate of the run `config` describes; write and return
+    them (also as `plan.json` in `run_dir`)."""
+    ds, adapter = config["deepspeed"], config["adapter"]
+    # Refuses a stage / offload combination training would refuse, with the same message.
+    deepspeed_config(ds, config["data"]["batch_size"], torch.device("cpu"))
+    transformer, origin = build_meta_transformer(config["model"])
+    architecture = count_parameters(transformer)
+    # peft builds LoRA layers on the default device before moving them beside their base layer: on the meta device
+    # that allocates nothing (else 2.4 GB for the 14B model's rank-128 LoRA, and seconds of random initialisation).
+    with torch.device("meta"):
+        apply_adapters(transformer, adapter.get("lora"), adapter["train_streams"], adapter.get("train_patterns", []))
+    groups = param_groups(transformer, adapter.get("param_groups", []), config["optim"]["lr"])
+    total = sum(parameter.numel() for parameter in transformer.parameters())
+    trainable = sum(group.count for group in groups)
+    largest_layer = max(sum(p.numel() for p in module.parameters(recurse=False)) for module in transformer.modules())
+    gpus = config["trainer"]["num_processes"]
+    memory = zero_estimate(ds["stage"], bool(ds.get("offload_optimizer")), bool(ds.get("offload_param")), total,
+                           trainable, largest_layer, gpus)  # fmt: skip
+    activations = activation_side(config, transformer.config)
+    result = {
+        "mode": "plan",
+        "model": origin,
+        "total_parameters": total,
+        "trainable_parameters": trainable,
+        "frozen_parameters": total - trainable,
+        "largest_layer_parameters": largest_layer,
+        "architecture": architecture,
+        "groups": {
+            group.name: {"tensors": len(group.names), "parameters": group.count, "lr": group.lr} for group in groups
+        },
+        # the configured option's model states per GPU, as DeepSpeed estimates them and with the adapters
+        "deepspeed_per_gpu_gib": round(memory["per_gpu_bytes"] / GIB, 2),
+        "adapter_per_gpu_gib": round(memory["adapter_per_gpu_bytes"] / GIB, 2),
+        "deepspeed": memory,
+        "activations": activations,
+    }
+    tokens = ", ".join(f"{count:,} at {bucket}" for bucket, count in activations["tokens_per_sample"].items())
+    print(
+        f"plan: transformer from {origin}, built on the meta device (no weights)\n"
+        f"parameters: {total:,} total, {trainable:,} trainable ({trainable / total:.2%})\n"
+        f"{trainable_table(transformer, groups)}\n\n"
+        f"ZeRO-{ds['stage']} on {gpus} GPU(s) of one node, model states, from {memory['estimator']} (it assumes "
+        f"every parameter trains):\n{memory['table']}\n"
+        f"configured ({memory['options']}): {_gib(memory['per_gpu_bytes'])} per GPU, "
+        f"{_gib(memory['per_cpu_bytes'])} CPU\n"
+        f"with the adapters (gradients and optimizer states for the {trainable:,} trainable parameters only, the "
+        f"frozen ones as 16-bit weights): {_gib(memory['adapter_per_gpu_bytes'])} per GPU\n"
+        f"activations: not estimated; tokens per sample: {tokens} ({activations['latent_frames']} latent frames); "
+        f"the block inputs kept for backward alone take at least {_gib(activations['block_inputs_bytes_per_gpu'])} "
+        f"per GPU at batch {config['data']['batch_size']}",
+        flush=True,
+    )
+    with atomic_output(Path(config["run_dir"]) / PLAN_FILE) as temporary:
+        temporary.write_text(json.dumps(result, indent=1))
+    return result
