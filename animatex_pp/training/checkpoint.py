@@ -1,11 +1,12 @@
 """Checkpoints that a kill at any moment cannot break, resume, and export of the trained weights.
 
 A checkpoint is DeepSpeed's own (model, optimizer and scheduler state, one set of files per rank, under ZeRO
-partitioned as the run was) plus a client state: the next step, the sampler's state and the model and adapter
-config. It is written under a hidden `.partial` name and renamed to `step-NNNNNNNN` when every rank has finished;
-`latest.json` is then replaced atomically. A run killed while saving therefore still has the previous checkpoint
-and a `latest.json` that names it. DeepSpeed reads its checkpoint files with `torch.load` (pickle): a checkpoint
-is trusted as the run that wrote it; exports are safetensors.
+partitioned as the run was) plus `state.json`: the next step, the sampler's state and the config the weights
+depend on, which resume checks before it loads anything. It is written under a hidden `.partial` name and
+renamed to `step-NNNNNNNN` when every rank has finished; `latest.json` is then replaced atomically. A run killed
+while saving therefore still has the previous checkpoint and a `latest.json` that names it. DeepSpeed reads its
+checkpoint files with `torch.load` (pickle): a checkpoint is trusted as the run that wrote it; exports are
+safetensors.
 
 Export writes the trainable weights (LoRA adapter + pose streams, gathered under ZeRO-3) as safetensors and a
 complete pipeline folder that `AnimateXPipeline.from_pretrained` loads, the LoRA merged into the DiT or kept as a
@@ -27,6 +28,7 @@ from safetensors.torch import save_file
 from animatex_pp.files import atomic_directory, atomic_output
 
 LATEST_FILE = "latest.json"
+STATE_FILE = "state.json"
 TAG_PATTERN = re.compile(r"^step-(\d{8})$")
 TRAINABLE_FILE = "trainable.safetensors"
 
@@ -44,13 +46,15 @@ def latest_checkpoint(root: Path) -> Path | None:
     return path if path.is_dir() else None
 
 
-def save_checkpoint(engine, root: Path, step: int, client_state: dict[str, Any], keep: int, is_main: bool) -> Path:
-    """Save on every rank (a collective call); rank 0 publishes it and prunes all but the `keep` newest."""
+def save_checkpoint(engine, root: Path, step: int, state: dict[str, Any], keep: int, is_main: bool) -> Path:
+    """Save on every rank (a collective call); rank 0 adds `state.json` (the run's own state: JSON, read before any
+    weight loads), publishes the checkpoint and prunes all but the `keep` newest."""
     partial = f".{tag_for(step)}.partial"
-    engine.save_checkpoint(str(root), tag=partial, client_state=client_state, save_latest=False)
+    engine.save_checkpoint(str(root), tag=partial, save_latest=False)
     torch.distributed.barrier()
     final = root / tag_for(step)
     if is_main:
+        (root / partial / STATE_FILE).write_text(json.dumps(state))
         if final.exists():
             shutil.rmtree(final)
         os.replace(root / partial, final)
@@ -63,12 +67,19 @@ def save_checkpoint(engine, root: Path, step: int, client_state: dict[str, Any],
     return final
 
 
-def load_checkpoint(engine, path: Path) -> dict[str, Any]:
-    """Load a checkpoint folder into the engine; returns its client state."""
-    loaded, client_state = engine.load_checkpoint(str(path.parent), tag=path.name)
+def read_state(path: Path) -> dict[str, Any]:
+    """A checkpoint's own state (step, sampler, config), without loading its weights."""
+    state_file = path / STATE_FILE
+    if not state_file.is_file():
+        raise ValueError(f"{path} is not a complete checkpoint (no {STATE_FILE}): give another, or resume=auto")
+    return json.loads(state_file.read_text())
+
+
+def load_checkpoint(engine, path: Path) -> None:
+    """Load a checkpoint folder's weights, optimizer and scheduler states into the engine."""
+    loaded, _ = engine.load_checkpoint(str(path.parent), tag=path.name)
     if loaded is None:
         raise ValueError(f"checkpoint {path} could not be loaded: its files are missing or incomplete")
-    return client_state
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:

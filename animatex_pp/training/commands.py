@@ -46,7 +46,11 @@ def _hydra_main():
 def run_train(args: argparse.Namespace) -> int:
     # Hydra reads its arguments from sys.argv; the program name is what its --help shows.
     sys.argv = ["animatex-pp train", *args.overrides]
-    _hydra_main()()
+    try:
+        _hydra_main()()
+    except SystemExit as exit_:
+        # Hydra ends its own errors (a bad override) with exit code 1; ours with 2
+        return exit_.code if isinstance(exit_.code, int) else 1
     return 0
 
 

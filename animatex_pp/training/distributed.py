@@ -77,6 +77,11 @@ def close_world(engine) -> None:
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+        # DeepSpeed caches the groups it cloned from the world; a later run in this process makes a new world.
+        from deepspeed.utils import groups
+
+        groups._WORLD_GROUP = None
+        groups._ZERO_PARAM_INTRA_PARALLEL_GROUP = None
 
 
 def bf16_enabled(setting: str | bool, device: torch.device) -> bool:

@@ -78,6 +78,12 @@ def check_config(config: dict[str, Any]) -> None:
     data = config["data"]
     if config["mode"] == "train" and not data.get("cache") and data.get("metadata") in (None, "???"):
         raise ValueError("give data.metadata=PATH (a .jsonl/.csv of clips, docs/data.md) or data.cache=FOLDER")
+    for name in ("metadata", "cache"):
+        path = data.get(name)
+        if config["mode"] == "train" and path not in (None, "???") and not Path(path).exists():
+            raise FileNotFoundError(
+                f"data.{name}: {'metadata file' if name == 'metadata' else 'cache'} not found: {path}"
+            )
     if not isinstance(data["batch_size"], int) or data["batch_size"] < 1:
         raise ValueError(f"data.batch_size must be a positive integer, got {data['batch_size']!r}")
     resume = config.get("resume")
@@ -152,13 +158,14 @@ def _resume(engine, config: dict[str, Any], root: Path) -> tuple[int, dict | Non
     if path is None:
         logger.info("resume=auto: no checkpoint in %s yet, starting fresh", root)
         return 0, None
-    state = ckpt.load_checkpoint(engine, path)
+    state = ckpt.read_state(path)
     differences = ckpt.config_differences(state["config"], _tracked(config))
     if differences:
         raise ValueError(
             f"checkpoint {path} was trained with another config ({'; '.join(differences)}): resume with the same "
             "model, adapter, optimizer, DeepSpeed and task-mix settings, or start a new run folder"
         )
+    ckpt.load_checkpoint(engine, path)
     logger.info("resumed from %s at step %d", path, state["step"])
     return state["step"], state["sampler"]
 
@@ -256,8 +263,13 @@ def _loop(config, world, engine, encoder, loader, sampler, start, micro_steps, a
 
         writer = SummaryWriter(str(run_dir / "tensorboard"))
     losses_path = run_dir / LOSSES_FILE
-    if world.is_main and start == 0:
-        losses_path.write_text("")
+    if world.is_main:
+        # A resumed run repeats the steps after its checkpoint: the interrupted run's record of them is dropped.
+        kept = []
+        if start > 0 and losses_path.is_file():
+            kept = [line for line in losses_path.read_text().splitlines() if json.loads(line)["step"] < start]
+        with atomic_output(losses_path) as temporary:
+            temporary.write_text("".join(f"{line}\n" for line in kept))
     history: dict[str, list[float]] = defaultdict(list)
     nonfinite = replaced = 0
     wait = compute = 0.0

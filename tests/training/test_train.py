@@ -1,0 +1,134 @@
+"""The trainer end to end on a tiny model: configs, a run, its outputs, refusals, non-finite losses."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from animatex_pp.cli import main
+from animatex_pp.training import train
+from animatex_pp.training.config import compose_config, config_dir
+
+GROUPS = ("model", "data", "task_mix", "adapter", "optim", "deepspeed", "trainer", "validation", "logger", "ablation")
+
+
+def tiny_overrides(metadata: Path, run_dir: Path, *extra: str) -> list[str]:
+    """The tiny model on the sample-video dataset (9-frame clips; the tiny IPI's window is 9 frames)."""
+    return [f"data.metadata={metadata}", f"run_dir={run_dir}", "data.clips.num_frames=9",
+            "data.clips.buckets=[[96,64],[64,96]]", "trainer.max_steps=4", "trainer.checkpoint_every=2",
+            "logger=none", *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_option_of_every_group_composes(group):
+    options = sorted(path.stem for path in (config_dir() / group).glob("*.yaml"))
+    assert options, group
+    for option in options:
+        cfg = compose_config([f"{group}={option}", "run_dir=/tmp/unused"])
+        assert cfg.trainer.max_steps >= 1
+
+
+def test_recipes_compose_with_their_header():
+    recipes = sorted((config_dir() / "recipe").glob("*.yaml"))
+    assert {path.stem for path in recipes} >= {"animatex_pp_wan14b_480p", "synthx_tiny", "synthx_ablation"}
+    for path in recipes:
+        lines = path.read_text().splitlines()
+        assert lines[0] == "# @package _global_"
+        assert any(line.startswith("# Launch:") for line in lines) and any(
+            line.startswith("# Override:") for line in lines
+        )
+        compose_config([f"recipe={path.stem}", "run_dir=/tmp/unused"])
+    paper = compose_config(["recipe=animatex_pp_wan14b_480p", "run_dir=/tmp/unused"])
+    assert paper.deepspeed.stage == 3 and paper.trainer.num_processes == 8 and paper.data.clips.num_frames == 81
+    assert paper.task_mix.weights.ti2v > 0 and paper.adapter.lora.rank == 128
+
+
+def test_synthx_tiny_recipe_runs_a_step(clip_folder, tmp_path):
+    tiny_ipi = ["model.transformer.ipi_num_frames=9", "model.transformer.ipi_num_latent_frames=3"]
+    one_step = ["trainer.max_steps=1", "data.batch_size=1", "trainer.export.enabled=false"]
+    overrides = tiny_overrides(
+        clip_folder / "metadata.jsonl", tmp_path / "run", "recipe=synthx_tiny", *one_step, *tiny_ipi
+    )
+    metrics = train(compose_config(overrides))
+    assert metrics["steps"] == 1 and np.isfinite(metrics["final_loss"])
+
+
+def test_a_run_trains_checkpoints_and_exports_a_loadable_pipeline(clip_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    metrics = train(
+        compose_config(tiny_overrides(clip_folder / "metadata.jsonl", run, "trainer.export.merge_lora=false"))
+    )
+    assert metrics["steps"] == 4 and metrics["steps_animation"] + metrics["steps_ti2v"] == 4
+    assert json.loads((run / "metrics.json").read_text())["final_loss"] == metrics["final_loss"]
+    losses = [json.loads(line) for line in (run / "losses.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in losses] == [0, 1, 2, 3]
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["tag"] == "step-00000004"
+    assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == ["step-00000002", "step-00000004"]
+    table = capsys.readouterr().out
+    assert "| lora |" in table and "| implicit_pose_indicator |" in table and "| frozen |" in table
+
+    trainable = load_file(run / "export" / "trainable.safetensors")
+    assert any("lora_" in name for name in trainable) and any(
+        name.startswith("pose_video_encoder.") for name in trainable
+    )
+    assert not any(name.startswith("blocks.0.attn1.to_q.base_layer") for name in trainable)  # frozen base weights
+
+    from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
+
+    pipe = AnimateXPipeline.from_pretrained(run / "export" / "pipeline")
+    assert (run / "export" / "pipeline" / "pytorch_lora_weights.safetensors").is_file()
+    pipe.load_lora_weights(run / "export" / "pipeline")
+    trained = trainable["pose_video_encoder.layers.0.weight"]
+    assert torch.equal(pipe.transformer.pose_video_encoder.layers[0].weight.detach(), trained)
+    video = pipe(image=np.full((96, 64, 3), 128, np.uint8), mode="ti2v", prompt="still", height=96, width=64,
+                 num_frames=9, num_inference_steps=1, output_type="np").frames  # fmt: skip
+    assert video.shape == (1, 9, 96, 64, 3)
+
+
+def test_a_run_folder_with_checkpoints_is_refused_without_resume_and_a_changed_config_on_resume(
+    clip_folder,
+    tmp_path,
+):
+    run = tmp_path / "run"
+    overrides = tiny_overrides(
+        clip_folder / "metadata.jsonl", run, "trainer.max_steps=2", "trainer.export.enabled=false"
+    )
+    train(compose_config(overrides))
+    with pytest.raises(ValueError, match="already holds checkpoint step-00000002: resume it with resume=auto"):
+        train(compose_config(overrides))
+    with pytest.raises(ValueError, match=r"adapter\.lora\.rank: 64 in the checkpoint, 8 now"):
+        train(compose_config([*overrides, "resume=auto", "adapter.lora.rank=8", "adapter.lora.alpha=8"]))
+
+
+def test_bad_configs_are_refused_before_any_model_loads(clip_folder, tmp_path, capsys):
+    metadata = clip_folder / "metadata.jsonl"
+    with pytest.raises(ValueError, match="the model's IPI takes 9-frame windows"):
+        train(compose_config(tiny_overrides(metadata, tmp_path / "a", "data.clips.num_frames=13")))
+    with pytest.raises(ValueError, match="give data.metadata=PATH"):
+        train(compose_config([f"run_dir={tmp_path / 'b'}"]))
+    with pytest.raises(ValueError, match="trainer.max_steps must be a positive integer"):
+        train(compose_config(tiny_overrides(metadata, tmp_path / "c", "trainer.max_steps=0")))
+    code = main(["train", f"data.metadata={tmp_path / 'absent.jsonl'}", f"hydra.run.dir={tmp_path / 'd'}"])
+    assert code == 2 or code is None
+    assert "metadata file not found" in capsys.readouterr().err
+
+
+def test_a_non_finite_loss_is_skipped_and_counted_or_stops_the_run(clip_folder, tmp_path, monkeypatch):
+    import animatex_pp.training.trainer as trainer_module
+
+    real = trainer_module.training_loss
+
+    def poisoned(engine, model, inputs, objective, dropout, seed, step, rank):
+        loss = real(engine, model, inputs, objective, dropout, seed, step, rank)
+        return loss * float("nan") if step == 1 else loss
+
+    monkeypatch.setattr(trainer_module, "training_loss", poisoned)
+    overrides = tiny_overrides(clip_folder / "metadata.jsonl", tmp_path / "skip", "trainer.export.enabled=false")
+    metrics = train(compose_config(overrides))
+    assert metrics["skipped_nonfinite"] == 1 and np.isfinite(metrics["final_loss"])
+    stop = tiny_overrides(clip_folder / "metadata.jsonl", tmp_path / "stop", "trainer.nonfinite=stop")
+    with pytest.raises(FloatingPointError, match="1 non-finite losses .last at step 1."):
+        train(compose_config(stop))
