@@ -334,6 +334,14 @@ def test_arguments_are_checked_before_the_model_loads(
     assert message in _cli_error(args, capsys)
 
 
+def test_ti2v_refuses_retargeting_before_the_model_loads(model_dir, inputs, tmp_path, capsys, no_model_load):
+    args = [
+        "generate", "--model", str(model_dir), "--image", str(inputs / "reference.png"), "--mode", "ti2v",
+        "--retarget", "--frames", "5", "--size", f"{SIZE}x{SIZE}", "--output", str(tmp_path / "city.mp4"),
+    ]  # fmt: skip
+    assert "--mode ti2v takes no --pose, --driving-video, --reference-pose or --retarget" in _cli_error(args, capsys)
+
+
 def test_a_shorter_driving_video_is_refused_naming_it(model_dir, inputs, tmp_path, capsys, no_model_load):
     write_video(tmp_path / "driving.mp4", np.zeros((5, SIZE, SIZE, 3), np.uint8), 8)
     args = generate_args(model_dir, inputs, tmp_path / "out.mp4", "--driving-video", str(tmp_path / "driving.mp4"))

@@ -368,8 +368,8 @@ def run_generate(args: argparse.Namespace) -> int:
         raise ValueError(
             "--mode animation needs --pose or --driving-video (or use --mode ti2v for text-driven motion)"
         )
-    if args.mode == "ti2v" and (pose_path or driving_path or reference_pose_path):
-        raise ValueError("--mode ti2v takes no --pose, --driving-video or --reference-pose")
+    if args.mode == "ti2v" and (pose_path or driving_path or reference_pose_path or args.retarget):
+        raise ValueError("--mode ti2v takes no --pose, --driving-video, --reference-pose or --retarget")
     if args.retarget and (
         args.reference_pose == "none" or (reference_pose_path and reference_pose_path.suffix.lower() in IMAGE_SUFFIXES)
     ):
