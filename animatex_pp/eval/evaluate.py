@@ -64,7 +64,7 @@ RUNS = ("model", "copy_reference", "no_pose")
 RESULT_FORMAT = "animatex_pp.eval/1"
 SHEET_CLIPS = 4  # clips the contact sheet shows (the split's first)
 SHEET_FRAMES = 3  # rows per clip: first, middle and last frame
-SHEET_TITLE_CHARS = 100
+TITLE_CHAR_WIDTH = 6  # pixels per character of PIL's default font: titles are cut to their block
 
 
 @dataclasses.dataclass(frozen=True)
@@ -492,7 +492,7 @@ def contact_sheet(out: Path, clips: list[EvalClip], results: dict[str, dict], no
         grid = grid.resize((grid.width * scale, grid.height * scale), PIL.Image.NEAREST)
         block = PIL.Image.new("RGB", (grid.width, LABEL_HEIGHT + grid.height), "white")
         title = f"{clip.id} ({clip.mode}, frames {', '.join(map(str, rows))}): {clip.record.caption}"
-        PIL.ImageDraw.Draw(block).text((2, 1), title[:SHEET_TITLE_CHARS], fill="black", font=font)
+        PIL.ImageDraw.Draw(block).text((2, 1), title[: grid.width // TITLE_CHAR_WIDTH], fill="black", font=font)
         block.paste(grid, (0, LABEL_HEIGHT))
         blocks.append(block)
     sheet = PIL.Image.new(
