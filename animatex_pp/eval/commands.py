@@ -13,7 +13,7 @@ from animatex_pp.pipelines.commands import DTYPES, _non_negative_float, _positiv
 EVAL_EPILOG = """\
 examples:
   # a trained model on SynthX's held-out X characters, with both baselines
-  animatex-pp eval --model runs/synthx_tiny/export --data synthx/test_x.jsonl --out eval/test_x
+  animatex-pp eval --model runs/synthx_tiny/export/pipeline --data synthx/test_x.jsonl --out eval/test_x
 
   # a released model on your own clips (metadata with pose files), 30 steps on a GPU
   animatex-pp eval --model animatex-720p --data my_clips/test.jsonl --out eval/mine --steps 30 --guidance 3 \\

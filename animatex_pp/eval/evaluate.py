@@ -73,12 +73,16 @@ class EvalClip:
 
     id: str
     record: ClipRecord
-    mode: str
     num_frames: int
     reference_pose: Path | None
     driving_video: Path | None
     truth: Path | None
     expected_motion: str | None
+
+    @property
+    def mode(self) -> str:
+        """The pipeline mode: the row's task ("animation" or "ti2v")."""
+        return self.record.task
 
     @property
     def height(self) -> int:
@@ -100,11 +104,12 @@ def _clip_id(record: ClipRecord, root: Path) -> str:
         try:
             given = record.video.resolve().relative_to(root).with_suffix("").as_posix()
         except ValueError:  # a video outside the metadata's folder
-            given = None
-    parts = PurePosixPath(str(given)).parts if given else ()
-    if not parts or given.startswith("/") or any(part in ("", ".", "..") for part in parts):
+            given = ""
+    given = str(given)
+    parts = PurePosixPath(given).parts
+    if not parts or given.startswith("/") or any(part in (".", "..") for part in parts):
         return f"line-{record.line:06d}"
-    return str(given)
+    return given
 
 
 def _optional_file(root: Path, record: ClipRecord, key: str) -> Path | None:
@@ -152,7 +157,7 @@ def plan_clips(metadata: Path, multiple: int, temporal: int, limit: int | None =
         lengths = [info.num_frames]
         if record.task == "animation":
             lengths.append(len(PoseSequence.load(record.pose)))
-            if driving_video is not None:
+            if driving_video is not None and video_info(driving_video).num_frames:
                 lengths.append(video_info(driving_video).num_frames)
         # Wan generates 4k+1 frames: the longest such count every input has.
         num_frames = (min(lengths) - 1) // temporal * temporal + 1
@@ -162,7 +167,7 @@ def plan_clips(metadata: Path, multiple: int, temporal: int, limit: int | None =
             expected = camera.get("label")
         if num_frames < 2:  # a motion needs two frames
             expected = None
-        clips.append(EvalClip(clip_id, record, record.task, num_frames, reference_pose, driving_video, truth,
+        clips.append(EvalClip(clip_id, record, num_frames, reference_pose, driving_video, truth,
                               expected))  # fmt: skip
     return clips
 
@@ -175,6 +180,10 @@ def check_out(out: Path, inputs: dict[str, Path | None]) -> None:
         raise FileNotFoundError(f"the folder for --out does not exist: {out.parent}")
     _writable_folder(out if out.exists() else out.parent, "--out")
     _refuse_inputs(out, "--out", inputs)
+    model_dir = inputs.get("--model")
+    if model_dir is not None and model_dir.resolve() in out.resolve().parents:
+        # The model's identity is its folder's files: results written inside it would change it.
+        raise ValueError(f"--out {out} is inside --model {model_dir}: choose a folder outside the model")
 
 
 # ----------------------------------------------------------------------------- fingerprint

@@ -3,15 +3,17 @@ a computation of our own, resuming, and refusals before any model loads."""
 
 import errno
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 
 from animatex_pp.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from animatex_pp.data.video import read_video
-from animatex_pp.eval.evaluate import evaluate
+from animatex_pp.eval.evaluate import _pipeline_identity, evaluate
 from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
 from animatex_pp.synthx.build import BuildConfig, build
 from animatex_pp.testing import tiny_pipeline
@@ -145,6 +147,7 @@ MODEL, DATA, OUT = 2, 4, 6  # positions of the values in the argument list
         (lambda a, c: a.__setitem__(OUT, str(c.tmp / "no" / "out")), "the folder for --out does not exist"),
         (lambda a, c: a.__setitem__(OUT, a[DATA]), "is a file"),
         (lambda a, c: a.__setitem__(OUT, str(c.metadata.parent)), "would overwrite --data"),
+        (lambda a, c: a.__setitem__(OUT, str(Path(a[MODEL]) / "eval")), "is inside --model"),
         (lambda a, c: _unwritable(c), "--out: cannot write in"),
         (lambda a, c: a.extend(["--device", "cuda:7"]), "--device cuda:7"),
     ],
@@ -155,9 +158,10 @@ MODEL, DATA, OUT = 2, 4, 6  # positions of the values in the argument list
         "no-out-parent",
         "out-is-input",
         "out-holds-input",
+        "out-in-model",
         "unwritable-out",
         "no-device",
-    ],  # fmt: skip
+    ],
 )
 def test_bad_inputs_exit_2_before_any_model_loads(
     model_dir, metadata, tmp_path, monkeypatch, no_model_load, capsys, change, message
@@ -168,3 +172,11 @@ def test_bad_inputs_exit_2_before_any_model_loads(
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_an_in_memory_pipeline_is_known_by_its_parameters():
+    same, other = tiny_pipeline(seed=0), tiny_pipeline(seed=0)
+    assert _pipeline_identity(same) == _pipeline_identity(other)
+    with torch.no_grad():
+        other.transformer.proj_out.bias.add_(1e-3)  # a training step's worth of change
+    assert _pipeline_identity(same) != _pipeline_identity(other)
