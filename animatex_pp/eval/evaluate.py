@@ -342,8 +342,7 @@ def _evaluate_clip(pipe, clip: EvalClip, out: Path, settings: dict, stamp: str) 
     outputs = {}
     model_output = _generate(pipe, clip, inputs, clip.mode, settings)
     runs["model"] = score(model_output, inputs, clip.expected_motion)
-    write_video(_video_path(out, clip, "model"), model_output, fps)
-    outputs["model"] = _video_path(out, clip, "model").relative_to(out).as_posix()
+    outputs["model"] = write_video(_video_path(out, clip, "model"), model_output, fps).relative_to(out).as_posix()
     if settings["baselines"]:
         # (H, W, 3) -> (F, H, W, 3): the reference held for every frame
         copied = np.broadcast_to(inputs["reference"], inputs["truth"].shape)
@@ -355,8 +354,8 @@ def _evaluate_clip(pipe, clip: EvalClip, out: Path, settings: dict, stamp: str) 
             else:
                 no_pose_output = _generate(pipe, clip, inputs, "ti2v", settings)
                 runs["no_pose"] = score(no_pose_output, inputs, clip.expected_motion)
-                write_video(_video_path(out, clip, "no_pose"), no_pose_output, fps)
-                outputs["no_pose"] = _video_path(out, clip, "no_pose").relative_to(out).as_posix()
+                written = write_video(_video_path(out, clip, "no_pose"), no_pose_output, fps)
+                outputs["no_pose"] = written.relative_to(out).as_posix()
     return {
         "id": clip.id,
         "video": str(clip.record.video),
