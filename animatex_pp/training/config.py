@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import importlib.resources
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
+
+from animatex_pp.data.clips import ClipConfig
 
 CONFIG_NAME = "train"
 
@@ -38,3 +41,9 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
 
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         return compose(CONFIG_NAME, overrides=list(overrides))
+
+
+def clip_config(data: dict[str, Any], seed: int) -> ClipConfig:
+    """The `data.clips` section as the datasets take it (buckets as tuples), with the seed of their draws."""
+    clips = data["clips"]
+    return ClipConfig(**{**clips, "buckets": tuple(tuple(bucket) for bucket in clips["buckets"])}, seed=seed)

@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-WORLD_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+# The environment variables `init_world` set itself (none when a launcher made the world).
+_OWN_WORLD: dict[str, str] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +49,11 @@ def init_world() -> World:
     import deepspeed.ops
 
     if not launched_externally():
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        # A world of one, undone by `close_world`: a later run in this process must not take it for a launcher's.
+        _OWN_WORLD.update(
+            RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port())
+        )
+        os.environ.update(_OWN_WORLD)
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if torch.cuda.is_available():
         device = torch.device("cuda", local_rank)
@@ -82,6 +86,16 @@ def close_world(engine) -> None:
 
         groups._WORLD_GROUP = None
         groups._ZERO_PARAM_INTRA_PARALLEL_GROUP = None
+    for name in _OWN_WORLD:
+        os.environ.pop(name, None)
+    _OWN_WORLD.clear()
+
+
+def available_processes() -> int:
+    """How many local workers this machine can run: one per CUDA device, else one per CPU core."""
+    if torch.cuda.is_available():
+        return torch.cuda.device_count()
+    return os.cpu_count() or 1
 
 
 def bf16_enabled(setting: str | bool, device: torch.device) -> bool:

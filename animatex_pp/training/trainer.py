@@ -24,11 +24,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from animatex_pp.data.clips import ClipConfig, collate
+from animatex_pp.data.clips import collate
 from animatex_pp.files import atomic_output
 from animatex_pp.training import checkpoint as ckpt
+from animatex_pp.training.config import clip_config
 from animatex_pp.training.distributed import (
     World,
+    available_processes,
     close_world,
     deepspeed_config,
     init_world,
@@ -53,6 +55,8 @@ def train(cfg: DictConfig | dict) -> dict[str, Any]:
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.create(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
+    if config["mode"] == "train":
+        build_synthx_if_missing(config["data"])
     check_config(config)
     Path(config["run_dir"]).mkdir(parents=True, exist_ok=True)
     if config["mode"] == "plan":
@@ -63,6 +67,23 @@ def train(cfg: DictConfig | dict) -> dict[str, Any]:
     if num_processes > 1 and not launched_externally():
         return launch_local(run_worker, config, num_processes, config["run_dir"])
     return run_worker(config)
+
+
+def build_synthx_if_missing(data: dict[str, Any]) -> None:
+    """Build the SynthX benchmark a `data=synthx` config names when its metadata does not exist yet."""
+    synthx = data.get("synthx") or {}
+    if not synthx.get("build_if_missing") or Path(data["metadata"]).exists():
+        return
+    from animatex_pp.synthx.build import BuildConfig, build
+
+    folder = Path(synthx["folder"])
+    if folder.exists():
+        raise ValueError(f"data.synthx.folder {folder} exists but has no {Path(data['metadata']).name}: delete it, "
+                         "or point data.metadata at a SynthX train.jsonl")  # fmt: skip
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("building SynthX into %s (data.synthx)", folder)
+    names = ("size", "frames", "train", "test", "seed")
+    build(folder, BuildConfig(**{name: synthx[name] for name in names}))
 
 
 def check_config(config: dict[str, Any]) -> None:
@@ -91,6 +112,16 @@ def check_config(config: dict[str, Any]) -> None:
         raise ValueError(f"resume={resume}: no checkpoint folder there; use resume=auto or a checkpoint path")
     FlowObjective(**trainer["objective"])
     ConditionDropout(**trainer["dropout"])
+    if config["mode"] == "train" and not launched_externally() and trainer["num_processes"] > available_processes():
+        raise ValueError(
+            f"trainer.num_processes={trainer['num_processes']} but this machine can start {available_processes()} "
+            "local workers (one per GPU, or per CPU core without one): lower it, or launch with torchrun/deepspeed"
+        )
+    validation = config.get("validation", {})
+    if config["mode"] == "train" and validation.get("every"):
+        from animatex_pp.training.validation import check_validation
+
+        check_validation(validation)
 
 
 def _setup_logging(run_dir: Path, world: World) -> None:
@@ -104,17 +135,16 @@ def _setup_logging(run_dir: Path, world: World) -> None:
 def _dataset(config: dict[str, Any], pipeline):
     """The dataset and, when clips are encoded on the fly, the encoder."""
     data = config["data"]
-    clip_config = ClipConfig(**{**data["clips"], "buckets": tuple(tuple(b) for b in data["clips"]["buckets"])},
-                             seed=config["seed"])  # fmt: skip
+    clips = clip_config(data, config["seed"])
     if data.get("cache"):
         from animatex_pp.data.cache import CachedClipDataset
 
-        return CachedClipDataset(data["cache"], clip_config), None
+        return CachedClipDataset(data["cache"], clips), None
     from animatex_pp.data.clips import ClipDataset
     from animatex_pp.data.encode import ConditionEncoder
     from animatex_pp.data.metadata import load_metadata
 
-    return ClipDataset(load_metadata(data["metadata"]), clip_config), ConditionEncoder(pipeline)
+    return ClipDataset(load_metadata(data["metadata"]), clips), ConditionEncoder(pipeline)
 
 
 def _check_model_fits_data(transformer, config: dict[str, Any]) -> None:

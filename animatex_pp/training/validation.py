@@ -33,13 +33,14 @@ import PIL.ImageDraw
 import PIL.ImageFont
 import torch
 
-from animatex_pp.data.clips import ClipConfig, ClipDataset, SampleKey
+from animatex_pp.data.clips import ClipDataset, SampleKey
 from animatex_pp.data.metadata import load_metadata
 from animatex_pp.data.preview import LABEL_HEIGHT, as_uint8_video, contact_sheet, preview_frames
 from animatex_pp.data.video import write_video
 from animatex_pp.files import atomic_directory
 from animatex_pp.pose.conditioning import prepare_pose
 from animatex_pp.training.checkpoint import gathered_state, materialize, tag_for
+from animatex_pp.training.config import clip_config
 
 logger = logging.getLogger("animatex_pp.training")
 
@@ -104,10 +105,8 @@ def write_validation(pipeline, model: torch.nn.Module, config: dict[str, Any], s
 
 def _dataset(config: dict[str, Any]) -> ClipDataset:
     """The validation clips, cut as training cuts them (`data.clips`), their windows drawn from `validation.seed`."""
-    clips = config["data"]["clips"]
-    clip_config = ClipConfig(**{**clips, "buckets": tuple(tuple(bucket) for bucket in clips["buckets"])},
-                             seed=config["validation"]["seed"])  # fmt: skip
-    return ClipDataset(load_metadata(config["validation"]["metadata"]), clip_config)
+    validation = config["validation"]
+    return ClipDataset(load_metadata(validation["metadata"]), clip_config(config["data"], validation["seed"]))
 
 
 def _device() -> torch.device:

@@ -86,6 +86,14 @@ def test_a_run_trains_checkpoints_and_exports_a_loadable_pipeline(clip_folder, t
     video = pipe(image=np.full((96, 64, 3), 128, np.uint8), mode="ti2v", prompt="still", height=96, width=64,
                  num_frames=9, num_inference_steps=1, output_type="np").frames  # fmt: skip
     assert video.shape == (1, 9, 96, 64, 3)
+    image = tmp_path / "reference.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((96, 64, 3), 200, np.uint8)).save(image)
+    code = main(["generate", "--model", str(run / "export" / "pipeline"), "--image", str(image), "--mode", "ti2v",
+                 "--prompt", "still", "--size", "96x64", "--frames", "9", "--steps", "1", "--dtype", "fp32",
+                 "--output", str(tmp_path / "out.mp4")])  # fmt: skip
+    assert code == 0 and (tmp_path / "out.mp4").is_file()
 
 
 def test_a_run_folder_with_checkpoints_is_refused_without_resume_and_a_changed_config_on_resume(
@@ -132,3 +140,61 @@ def test_a_non_finite_loss_is_skipped_and_counted_or_stops_the_run(clip_folder, 
     stop = tiny_overrides(clip_folder / "metadata.jsonl", tmp_path / "stop", "trainer.nonfinite=stop")
     with pytest.raises(FloatingPointError, match="1 non-finite losses .last at step 1."):
         train(compose_config(stop))
+
+
+def test_only_the_selected_parameters_train_each_group_at_its_rate(clip_folder, tmp_path):
+    from animatex_pp.testing import tiny_components
+    from animatex_pp.training.model import apply_adapters, param_groups
+    from animatex_pp.training.trainer import _optimizer
+
+    cfg = compose_config(tiny_overrides(clip_folder / "metadata.jsonl", tmp_path / "run", "trainer.max_steps=1",
+                                        "trainer.export.merge_lora=false", "optim.lr=1e-3"))  # fmt: skip
+    train(cfg)
+    before = tiny_components(seed=0)["transformer"].state_dict()
+    trained = load_file(tmp_path / "run" / "export" / "trainable.safetensors")
+    exported = load_file(
+        tmp_path / "run" / "export" / "pipeline" / "transformer" / "diffusion_pytorch_model.safetensors"
+    )
+    for name, tensor in before.items():
+        if name.startswith(("pose_video_encoder.", "reference_pose_encoder.", "implicit_pose_indicator.")):
+            continue
+        assert torch.equal(exported[name], tensor), name  # frozen: the DiT's own weights did not move
+    assert not torch.equal(trained["pose_video_encoder.layers.0.weight"], before["pose_video_encoder.layers.0.weight"])
+    lora_b = [name for name in trained if "lora_B" in name]
+    assert lora_b and all(trained[name].abs().sum() > 0 for name in lora_b)  # from zero initialisation
+
+    transformer = tiny_components(seed=0)["transformer"]
+    apply_adapters(transformer, cfg.adapter.lora, True, [])
+    groups = param_groups(transformer, cfg.adapter.param_groups, default_lr=1e-3)
+    rates = {group.name: group.lr for group in groups}
+    assert rates == {"implicit_pose_indicator": 5e-7, "pose_streams": 1e-3, "lora": 1e-3}
+    optimizer, _ = _optimizer(groups, dict(cfg.optim), 1)
+    assert {group["name"]: group["lr"] for group in optimizer.param_groups} == rates
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_to_resume_from(clip_folder, tmp_path):
+    metadata = clip_folder / "metadata.jsonl"
+    whole = tmp_path / "whole"
+    train(compose_config(tiny_overrides(metadata, whole, "trainer.export.enabled=false")))
+    run = tmp_path / "run"
+    train(compose_config(tiny_overrides(metadata, run, "trainer.max_steps=2", "trainer.export.enabled=false")))
+    # what a kill in the middle of writing step 4 leaves: a hidden partial folder with a cut file, latest at step 2
+    partial = run / "checkpoints" / ".step-00000004.partial"
+    partial.mkdir()
+    (partial / "mp_rank_00_model_states.pt").write_bytes(b"\x80\x02cut")
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 2
+    train(compose_config(tiny_overrides(metadata, run, "resume=auto", "trainer.export.enabled=false")))
+
+    def losses(folder):
+        return [json.loads(line)["loss"] for line in (folder / "losses.jsonl").read_text().splitlines()]
+
+    assert losses(run) == losses(whole)
+
+
+def test_more_processes_than_the_machine_has_are_refused_before_any_model_loads(clip_folder, tmp_path, monkeypatch):
+    import animatex_pp.training.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "build_pipeline", lambda *_: pytest.fail("a model was loaded"))
+    overrides = tiny_overrides(clip_folder / "metadata.jsonl", tmp_path / "run", "trainer.num_processes=512")
+    with pytest.raises(ValueError, match="trainer.num_processes=512 but this machine can start"):
+        train(compose_config(overrides))
