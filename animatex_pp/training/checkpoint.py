@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +47,20 @@ def latest_checkpoint(root: Path) -> Path | None:
     return path if path.is_dir() else None
 
 
-def save_checkpoint(engine, root: Path, step: int, state: dict[str, Any], keep: int, is_main: bool) -> Path:
+def save_checkpoint(
+    engine, root: Path, step: int, state: dict[str, Any], keep: int, is_main: bool, extra: Callable | None = None
+) -> Path:
     """Save on every rank (a collective call); rank 0 adds `state.json` (the run's own state: JSON, read before any
-    weight loads), publishes the checkpoint and prunes all but the `keep` newest."""
+    weight loads) and whatever `extra(folder)` writes (the EMA), publishes the checkpoint and prunes all but the
+    `keep` newest."""
     partial = f".{tag_for(step)}.partial"
     engine.save_checkpoint(str(root), tag=partial, save_latest=False)
     torch.distributed.barrier()
     final = root / tag_for(step)
     if is_main:
         (root / partial / STATE_FILE).write_text(json.dumps(state))
+        if extra is not None:
+            extra(root / partial)
         if final.exists():
             shutil.rmtree(final)
         os.replace(root / partial, final)

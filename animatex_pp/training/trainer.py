@@ -11,6 +11,7 @@ Every rank writes nothing but its checkpoint shards; rank 0 writes logs, TensorB
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -117,6 +118,8 @@ def check_config(config: dict[str, Any]) -> None:
             f"trainer.num_processes={trainer['num_processes']} but this machine can start {available_processes()} "
             "local workers (one per GPU, or per CPU core without one): lower it, or launch with torchrun/deepspeed"
         )
+    if trainer["ema"]["enabled"] and config["deepspeed"]["stage"] == 3:
+        raise ValueError("trainer.ema needs whole parameters on every rank: use ZeRO 0-2 (deepspeed=zero2) with it")
     validation = config.get("validation", {})
     if config["mode"] == "train" and validation.get("every"):
         from animatex_pp.training.validation import check_validation
@@ -173,7 +176,7 @@ def _tracked(config: dict[str, Any]) -> dict[str, Any]:
     return {section: config[section] for section in TRACKED_SECTIONS}
 
 
-def _resume(engine, config: dict[str, Any], root: Path) -> tuple[int, dict | None]:
+def _resume(engine, config: dict[str, Any], root: Path, ema) -> tuple[int, dict | None]:
     """(first micro-step, sampler state) from the checkpoint `resume` names; refuses a changed config."""
     resume = config.get("resume")
     latest = ckpt.latest_checkpoint(root)
@@ -196,6 +199,8 @@ def _resume(engine, config: dict[str, Any], root: Path) -> tuple[int, dict | Non
             "model, adapter, optimizer, DeepSpeed and task-mix settings, or start a new run folder"
         )
     ckpt.load_checkpoint(engine, path)
+    if ema is not None:
+        ema.load(path)
     logger.info("resumed from %s at step %d", path, state["step"])
     return state["step"], state["sampler"]
 
@@ -244,9 +249,14 @@ def run_worker(config: dict[str, Any]) -> dict[str, Any]:
             lr_scheduler=scheduler,
             config=deepspeed_config(config["deepspeed"], data["batch_size"], world.device),
         )
+        ema = None
+        if trainer["ema"]["enabled"]:
+            from animatex_pp.training.ema import TrainableEMA
+
+            ema = TrainableEMA(engine.module, trainer["ema"]["decay"])
         root = run_dir / "checkpoints"
         root.mkdir(exist_ok=True)
-        start, sampler_state = _resume(engine, config, root)
+        start, sampler_state = _resume(engine, config, root, ema)
 
         sampler = TaskMixingSampler(
             dataset.tasks, dataset.buckets, config["task_mix"]["weights"], data["batch_size"],
@@ -257,10 +267,11 @@ def run_worker(config: dict[str, Any]) -> dict[str, Any]:
         sampler.start_step = start
         loader = DataLoader(dataset, batch_sampler=sampler, num_workers=data.get("num_workers", 0), collate_fn=collate)
         metrics = _loop(config, world, engine, encoder, loader, sampler, start, micro_steps, accumulation, root,
-                        pipeline)  # fmt: skip
+                        pipeline, ema)  # fmt: skip
         if trainer["export"]["enabled"]:
-            exported = ckpt.export(pipeline, engine.module, run_dir / "export", trainer["export"]["merge_lora"],
-                                   world.is_main)  # fmt: skip
+            with ema.swapped_in() if ema is not None else contextlib.nullcontext():
+                exported = ckpt.export(pipeline, engine.module, run_dir / "export", trainer["export"]["merge_lora"],
+                                       world.is_main)  # fmt: skip
             metrics["export"] = str(exported) if exported else None
         if world.is_main:
             with atomic_output(run_dir / METRICS_FILE) as temporary:
@@ -282,7 +293,7 @@ def _mean_over_ranks(value: float) -> float:
     return tensor.item() / torch.distributed.get_world_size()
 
 
-def _loop(config, world, engine, encoder, loader, sampler, start, micro_steps, accumulation, root, pipeline):
+def _loop(config, world, engine, encoder, loader, sampler, start, micro_steps, accumulation, root, pipeline, ema):
     trainer, data = config["trainer"], config["data"]
     objective = FlowObjective(**trainer["objective"])
     dropout = ConditionDropout(**trainer["dropout"])
@@ -330,6 +341,9 @@ def _loop(config, world, engine, encoder, loader, sampler, start, micro_steps, a
             continue
         engine.backward(loss)
         engine.step()
+        boundary = (step + 1) % accumulation == 0
+        if ema is not None and boundary:
+            ema.step()
         compute += time.perf_counter() - began
         value = _mean_over_ranks(loss.item())
         history[task].append(value)
@@ -338,7 +352,6 @@ def _loop(config, world, engine, encoder, loader, sampler, start, micro_steps, a
             with open(losses_path, "a") as file:
                 file.write(json.dumps({"step": step, "task": task, "loss": value}) + "\n")
         optimizer_step = (step + 1) // accumulation
-        boundary = (step + 1) % accumulation == 0
         if world.is_main:
             bar.set_postfix(loss=f"{value:.4f}", task=task, lr=f"{engine.get_lr()[0]:.2e}")
             bar.update()
@@ -358,12 +371,14 @@ def _loop(config, world, engine, encoder, loader, sampler, start, micro_steps, a
         last = step + 1 == micro_steps
         if boundary and (optimizer_step % trainer["checkpoint_every"] == 0 or last):
             state = {"step": step + 1, "sampler": sampler.state_dict(step + 1), "config": _tracked(config)}
-            ckpt.save_checkpoint(engine, root, step + 1, state, trainer["keep_checkpoints"], world.is_main)
+            ckpt.save_checkpoint(engine, root, step + 1, state, trainer["keep_checkpoints"], world.is_main,
+                                 extra=ema.save if ema is not None else None)  # fmt: skip
         validation = config.get("validation", {})
         if validation.get("every") and boundary and (optimizer_step % validation["every"] == 0 or last):
             from animatex_pp.training.validation import write_validation
 
-            write_validation(pipeline, engine.module, config, optimizer_step, world.is_main, writer)
+            with ema.swapped_in() if ema is not None else contextlib.nullcontext():
+                write_validation(pipeline, engine.module, config, optimizer_step, world.is_main, writer)
     bar.close()
     if writer is not None:
         writer.close()

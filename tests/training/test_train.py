@@ -198,3 +198,22 @@ def test_more_processes_than_the_machine_has_are_refused_before_any_model_loads(
     overrides = tiny_overrides(clip_folder / "metadata.jsonl", tmp_path / "run", "trainer.num_processes=512")
     with pytest.raises(ValueError, match="trainer.num_processes=512 but this machine can start"):
         train(compose_config(overrides))
+
+
+def test_the_ema_is_exported_checkpointed_and_resumed(clip_folder, tmp_path):
+    metadata = clip_folder / "metadata.jsonl"
+    ema = ["trainer.ema.enabled=true", "trainer.ema.decay=0.5", "optim.lr=1e-2"]
+    whole = tmp_path / "whole"
+    train(compose_config(tiny_overrides(metadata, whole, *ema)))
+    trained = load_file(whole / "checkpoints" / "step-00000004" / "ema.safetensors")
+    exported = load_file(whole / "export" / "trainable.safetensors")
+    # the export holds the average, not the last weights the optimizer left
+    assert torch.equal(exported["pose_video_encoder.layers.0.weight"], trained["pose_video_encoder.layers.0.weight"])
+    run = tmp_path / "run"
+    train(compose_config(tiny_overrides(metadata, run, "trainer.max_steps=2", *ema)))
+    train(compose_config(tiny_overrides(metadata, run, "resume=auto", *ema)))
+    resumed = load_file(run / "export" / "trainable.safetensors")
+    for name, tensor in exported.items():
+        assert torch.equal(resumed[name], tensor), name
+    with pytest.raises(ValueError, match="trainer.ema needs whole parameters"):
+        train(compose_config(tiny_overrides(metadata, tmp_path / "z3", "deepspeed=zero3", *ema)))
