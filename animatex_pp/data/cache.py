@@ -58,7 +58,9 @@ def _pose_tensors(prefix: str, pose: PoseSequence) -> dict[str, torch.Tensor]:
 
 
 def _pose_from(tensors: dict[str, torch.Tensor], prefix: str, size: tuple[int, int]) -> PoseSequence:
-    arrays = {name[len(prefix) + 1 :]: tensor.numpy() for name, tensor in tensors.items() if name.startswith(prefix)}
+    arrays = {
+        name[len(prefix) + 1 :]: tensor.numpy() for name, tensor in tensors.items() if name.startswith(f"{prefix}/")
+    }
     return PoseSequence(**arrays, width=size[1], height=size[0])
 
 
@@ -73,7 +75,7 @@ def extract_missing_poses(records: list[ClipRecord], folder: Path, progress: boo
     references = [
         record
         for record in records
-        if record.task == "animation" and record.reference is not None and "reference_pose" not in record.extra
+        if record.task == "animation" and record.reference is not None and record.reference_pose is None
     ]
     poses, reference_poses = {}, {}
     if not missing and not references:

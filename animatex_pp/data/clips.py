@@ -209,9 +209,7 @@ class ClipDataset(Dataset):
             if record.line in poses:
                 record = dataclasses.replace(record, pose=poses[record.line])
             if record.line in reference_poses:
-                record = dataclasses.replace(
-                    record, extra={**record.extra, "reference_pose": reference_poses[record.line]}
-                )
+                record = dataclasses.replace(record, reference_pose=reference_poses[record.line])
             self.records.append(record)
         if self.skipped:
             logger.warning(
@@ -231,11 +229,7 @@ class ClipDataset(Dataset):
             return None
         if record.pose is None and record.line not in poses:
             return "no pose: extract it (`animatex-pp pose extract`, or `animatex-pp precompute`)"
-        if (
-            record.reference is not None
-            and "reference_pose" not in record.extra
-            and record.line not in reference_poses
-        ):
+        if record.reference is not None and record.reference_pose is None and record.line not in reference_poses:
             return "a `reference` image without a `reference_pose` file: extract its pose, or run precompute"
         return None
 
@@ -278,7 +272,7 @@ class ClipDataset(Dataset):
             if record.reference is None:
                 reference_pose = full_pose[_pose_frames(record, full_pose, np.array([window.reference]))]
             else:
-                reference_pose = PoseSequence.load(record.extra["reference_pose"])[:1]
+                reference_pose = PoseSequence.load(record.reference_pose)[:1]
         return RawClip(
             frames=self._resize(frames, height, width),
             reference=self._resize(reference[None], height, width)[0],

@@ -7,8 +7,9 @@ One clip per line (DESIGN §5.1):
 
 `video`, `task` ("animation" | "ti2v") and `caption` (required non-empty for ti2v, whose only driving signal it is)
 are required; `pose` (a `PoseSequence` file; extracted at precompute when absent), `reference` (an image; else a
-frame of the same video) and `fps` are optional; other keys are kept in `ClipRecord.extra` for tools built on top
-(SynthX keeps its ground truth there). Paths are relative to the metadata file.
+frame of the same video), `reference_pose` (the reference image's skeleton) and `fps` are optional; other keys are
+kept in `ClipRecord.extra` for tools built on top (SynthX keeps its ground truth there). Paths are relative to the
+metadata file.
 
 Every row is checked (files exist, the task is known, the pose file loads and has its video's frame count, the
 video's header reads) and each bad row becomes a `MetadataProblem` with its line number: `read_metadata` never
@@ -35,7 +36,7 @@ from animatex_pp.pose.sequence import PoseSequence
 logger = logging.getLogger(__name__)
 
 TASKS = ("animation", "ti2v")
-FIELDS = ("video", "task", "caption", "pose", "reference", "fps")
+FIELDS = ("video", "task", "caption", "pose", "reference", "reference_pose", "fps")
 METADATA_SUFFIXES = (".jsonl", ".csv")
 # A container's frame count can be an estimate from its duration; a pose extracted from the same video may differ
 # from it by a frame without being the wrong pose.
@@ -55,6 +56,7 @@ class ClipRecord:
     info: VideoInfo
     pose: Path | None = None
     reference: Path | None = None
+    reference_pose: Path | None = None
     fps: float | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -212,8 +214,16 @@ def _record(root: Path, line: int, row: dict[str, Any]) -> ClipRecord:
         reference = _existing_file(root, row["reference"], "reference")
         if reference.suffix.lower() not in IMAGE_SUFFIXES:
             raise ValueError(f"reference {reference} is not an image ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    reference_pose = None
+    if "reference_pose" in row:
+        reference_pose = _existing_file(root, row["reference_pose"], "reference_pose")
+        try:
+            PoseSequence.load(reference_pose)
+        except ValueError as error:
+            raise ValueError(f"reference pose file {reference_pose} cannot be loaded ({error})") from None
     extra = {key: value for key, value in row.items() if key not in FIELDS}
-    return ClipRecord(line, video, task, caption, info, pose=pose, reference=reference, fps=fps, extra=extra)
+    return ClipRecord(line, video, task, caption, info, pose=pose, reference=reference, reference_pose=reference_pose,
+                      fps=fps, extra=extra)  # fmt: skip
 
 
 def read_metadata(path: str | os.PathLike) -> MetadataReport:

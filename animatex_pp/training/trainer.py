@@ -313,7 +313,7 @@ def _loop(config, world, engine, encoder, loader, sampler, start, micro_steps, a
             temporary.write_text("".join(f"{line}\n" for line in kept))
     history: dict[str, list[float]] = defaultdict(list)
     nonfinite = replaced = 0
-    wait = compute = 0.0
+    wait = encode = compute = 0.0
     started = time.perf_counter()
     bar = tqdm(total=micro_steps, initial=start, desc="training", unit="step", disable=not world.is_main)
     iterator = iter(loader)
@@ -328,6 +328,9 @@ def _loop(config, world, engine, encoder, loader, sampler, start, micro_steps, a
             inputs = encoder.encode(batch, world.device)
         else:
             inputs = {name: value.to(world.device) for name, value in batch.items() if isinstance(value, torch.Tensor)}
+        encoded = time.perf_counter()
+        encode += encoded - began
+        began = encoded
         loss = training_loss(engine, engine.module, inputs, objective, dropout, config["seed"], step, world.rank)
         if not _all_ranks_finite(loss.detach()):
             nonfinite += 1
@@ -392,7 +395,9 @@ def _loop(config, world, engine, encoder, loader, sampler, start, micro_steps, a
         "replaced_clips": replaced,
         "wall_time_s": elapsed,
         "samples_per_s": (micro_steps - start) * data["batch_size"] * world.world_size / max(elapsed, 1e-9),
+        # forward + backward + optimizer step (the frozen encoders, on the fly, are `encode_share`)
         "compute_share": compute / max(elapsed, 1e-9),
+        "encode_share": encode / max(elapsed, 1e-9),
         "data_wait_share": wait / max(elapsed, 1e-9),
     }
     for task in ("animation", "ti2v"):
