@@ -9,7 +9,13 @@ torch >= 2.4 satisfies, so pip keeps the wheel you chose instead of pulling one 
   e.g. `--index-url https://download.pytorch.org/whl/cu128`.
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# Each config group folder is a package of YAML files (setuptools installs data only inside packages).
+CONFIG_PACKAGES = ["animatex_pp.conf", *(f"animatex_pp.conf.{group.name}" for group in sorted(Path("conf").iterdir())
+                                         if group.is_dir() and not group.name.startswith(("_", ".")))]  # fmt: skip
 
 CORE_REQUIREMENTS = [
     "torch>=2.4",
@@ -53,9 +59,9 @@ setup(
     python_requires=">=3.10",
     # The repository's top-level conf/ (Hydra groups, recipes under conf/recipe) installs as animatex_pp.conf, so it
     # cannot collide with another project's top-level `conf` package (DESIGN §5.3).
-    packages=[*find_packages(include=["animatex_pp", "animatex_pp.*"]), "animatex_pp.conf"],
+    packages=[*find_packages(include=["animatex_pp", "animatex_pp.*"]), *CONFIG_PACKAGES],
     package_dir={"animatex_pp.conf": "conf"},
-    package_data={"animatex_pp.conf": ["**/*.yaml", "*.yaml"]},
+    package_data={package: ["*.yaml"] for package in CONFIG_PACKAGES},
     include_package_data=True,
     install_requires=CORE_REQUIREMENTS,
     extras_require=EXTRAS,
