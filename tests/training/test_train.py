@@ -1,6 +1,9 @@
 """The trainer end to end on a tiny model: configs, a run, its outputs, refusals, non-finite losses."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -220,12 +223,12 @@ def test_the_ema_is_exported_checkpointed_and_resumed(clip_folder, tmp_path):
 
 
 def test_the_installed_package_finds_its_configs_outside_the_checkout(tmp_path):
-    import subprocess
-    import sys
-
-    script = ("from animatex_pp.training.config import compose_config, config_dir; "
-              "cfg = compose_config(['recipe=synthx_ablation', 'run_dir=x']); print(config_dir(), cfg.trainer.max_steps)")  # fmt: skip
-    env = {key: value for key, value in __import__("os").environ.items() if key != "PYTHONPATH"}
+    script = (
+        "from animatex_pp.training.config import compose_config, config_dir; "
+        "cfg = compose_config(['recipe=synthx_ablation', 'run_dir=x']); "
+        "print(config_dir(), cfg.trainer.max_steps)"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     folder, steps = result.stdout.split()
