@@ -141,24 +141,21 @@ def _render(args: argparse.Namespace) -> int:
     if still:
         _write_still(out, next(frames), over)
         drawn_on = f" over {args.over}" if over is not None else ""
-        print(f"wrote {out}: frame {args.frame or 0} of {pose_path}{drawn_on}, {width}x{height} (WxH)")
+        print(f"wrote {out}: frame {args.frame or 0} of {pose_path}{drawn_on}, {height}x{width} (HxW)")
         return 0
     from animatex_pp.data.video import write_video
 
     fps = args.fps or pose.fps or DEFAULT_FPS
     write_video(out, frames, fps)
-    print(f"wrote {out}: {len(pose)} frames, {width}x{height}, {fps:g} fps, {args.color_order} colours")
+    print(f"wrote {out}: {len(pose)} frames, {height}x{width} (HxW), {fps:g} fps, {args.color_order} colours")
     return 0
 
 
 def _open_image(path: Path):
-    from PIL import Image, UnidentifiedImageError
+    """The --over picture as a viewer shows it (16-bit scaled, transparency over white, EXIF orientation)."""
+    from animatex_pp.data.image import read_image
 
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"--over image {path} could not be read as an image ({error})") from None
+    return read_image(path, "--over image")
 
 
 def _write_still(out: Path, skeleton, over) -> None:

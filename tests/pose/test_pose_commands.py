@@ -9,6 +9,7 @@ from PIL import Image
 from animatex_pp.cli import main
 from animatex_pp.data.video import read_video
 from animatex_pp.pose import PoseSequence
+from animatex_pp.pose.commands import OVERLAY_DIM
 from tests.pose.synthetic import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
 
 
@@ -143,6 +144,21 @@ def test_render_one_frame_over_the_reference_image(tmp_path):
     assert picture.shape == (400, 300, 3)
     np.testing.assert_array_equal(picture[5, 5], (100, 90, 80))  # the image, dimmed, where nothing is drawn
     np.testing.assert_array_equal(picture[80, 150], (255, 85, 0))  # the neck's point, in OpenPose's colours
+
+
+def test_render_over_a_16_bit_picture_prints_its_size_height_first(tmp_path, capsys):
+    pose_path, image = hand_made_skeleton(tmp_path)
+    deep = tmp_path / "deep.png"
+    # the same picture at 16 bits per channel, grey: a viewer shows it as bright as the 8-bit one
+    grey = np.asarray(Image.open(image).convert("L"))
+    Image.fromarray(grey.astype(np.uint16) * 257).save(deep)
+    out = tmp_path / "check.png"
+    assert main(["pose", "render", str(pose_path), "--frame", "0", "--over", str(deep), "--out", str(out)]) == 0
+    assert "400x300 (HxW)" in capsys.readouterr().out
+    picture = np.asarray(Image.open(out))
+    assert picture.shape == (400, 300, 3)
+    # scaled to 8 bits, then dimmed as any picture behind a skeleton (clipped, it would be white dimmed: 127)
+    np.testing.assert_allclose(picture[5, 5], grey[5, 5] * OVERLAY_DIM, atol=2)
 
 
 @pytest.mark.parametrize(
