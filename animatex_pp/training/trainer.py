@@ -312,7 +312,7 @@ def _loop(config, world, engine, encoder, loader, sampler, start, micro_steps, a
         with atomic_output(losses_path) as temporary:
             temporary.write_text("".join(f"{line}\n" for line in kept))
     history: dict[str, list[float]] = defaultdict(list)
-    nonfinite = replaced = 0
+    nonfinite = in_a_row = replaced = 0
     wait = encode = compute = 0.0
     started = time.perf_counter()
     bar = tqdm(total=micro_steps, initial=start, desc="training", unit="step", disable=not world.is_main)
@@ -334,14 +334,16 @@ def _loop(config, world, engine, encoder, loader, sampler, start, micro_steps, a
         loss = training_loss(engine, engine.module, inputs, objective, dropout, config["seed"], step, world.rank)
         if not _all_ranks_finite(loss.detach()):
             nonfinite += 1
+            in_a_row += 1
             logger.warning("step %d: the loss is not finite on some rank; the step is skipped", step)
-            if trainer["nonfinite"] == "stop" or nonfinite > trainer["max_nonfinite"]:
+            if trainer["nonfinite"] == "stop" or in_a_row > trainer["max_nonfinite"]:
                 raise FloatingPointError(
-                    f"{nonfinite} non-finite losses (last at step {step}): lower optim.lr, check the data with "
-                    "`animatex-pp data check`, or resume from the last checkpoint with resume=auto"
+                    f"{in_a_row} non-finite losses in a row (last at step {step}): lower optim.lr, check the data "
+                    "with `animatex-pp data check`, or resume from the last checkpoint with resume=auto"
                 )
             bar.update()
             continue
+        in_a_row = 0
         engine.backward(loss)
         engine.step()
         boundary = (step + 1) % accumulation == 0

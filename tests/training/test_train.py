@@ -123,7 +123,7 @@ def test_bad_configs_are_refused_before_any_model_loads(clip_folder, tmp_path, c
     with pytest.raises(ValueError, match="trainer.max_steps must be a positive integer"):
         train(compose_config(tiny_overrides(metadata, tmp_path / "c", "trainer.max_steps=0")))
     code = main(["train", f"data.metadata={tmp_path / 'absent.jsonl'}", f"hydra.run.dir={tmp_path / 'd'}"])
-    assert code == 2 or code is None
+    assert code == 2
     assert "metadata file not found" in capsys.readouterr().err
 
 
@@ -134,15 +134,23 @@ def test_a_non_finite_loss_is_skipped_and_counted_or_stops_the_run(clip_folder, 
 
     def poisoned(engine, model, inputs, objective, dropout, seed, step, rank):
         loss = real(engine, model, inputs, objective, dropout, seed, step, rank)
-        return loss * float("nan") if step == 1 else loss
+        return loss * float("nan") if step in poisoned_steps else loss
+
+    poisoned_steps = {1}
 
     monkeypatch.setattr(trainer_module, "training_loss", poisoned)
     overrides = tiny_overrides(clip_folder / "metadata.jsonl", tmp_path / "skip", "trainer.export.enabled=false")
     metrics = train(compose_config(overrides))
     assert metrics["skipped_nonfinite"] == 1 and np.isfinite(metrics["final_loss"])
     stop = tiny_overrides(clip_folder / "metadata.jsonl", tmp_path / "stop", "trainer.nonfinite=stop")
-    with pytest.raises(FloatingPointError, match="1 non-finite losses .last at step 1."):
+    with pytest.raises(FloatingPointError, match="1 non-finite losses in a row .last at step 1."):
         train(compose_config(stop))
+    # more than max_nonfinite in a row end the run cleanly, the last good checkpoint kept
+    poisoned_steps = {2, 3}
+    run = tmp_path / "in_a_row"
+    with pytest.raises(FloatingPointError, match="2 non-finite losses in a row .last at step 3."):
+        train(compose_config(tiny_overrides(clip_folder / "metadata.jsonl", run, "trainer.max_nonfinite=1")))
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 2
 
 
 def test_only_the_selected_parameters_train_each_group_at_its_rate(clip_folder, tmp_path):
