@@ -56,6 +56,8 @@ def train(cfg: DictConfig | dict) -> dict[str, Any]:
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.create(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
+    if config["trainer"].get("plan"):
+        config["mode"] = "plan"  # `trainer.plan=true` is the same as `mode=plan`
     if config["mode"] == "train":
         build_synthx_if_missing(config["data"])
     check_config(config)

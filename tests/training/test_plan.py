@@ -127,3 +127,9 @@ def test_the_plan_command_writes_plan_json(tmp_path, monkeypatch, capsys):
     plan = json.loads((tmp_path / "run" / "plan.json").read_text())
     assert plan["deepspeed"]["stage"] == 3 and plan["trainable_parameters"] < 0.05 * plan["total_parameters"]
     assert '"adapter_per_gpu_gib": 5.96' in capsys.readouterr().out  # the command's summary of the returned numbers
+
+
+def test_trainer_plan_true_is_the_same_as_mode_plan(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", PAPER, "trainer.plan=true", f"hydra.run.dir={tmp_path / 'run'}"]) == 0
+    assert json.loads((tmp_path / "run" / "plan.json").read_text())["deepspeed"]["stage"] == 3
