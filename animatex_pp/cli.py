@@ -27,6 +27,7 @@ COMMAND_MODULES: list[str] = [
     "animatex_pp.synthx.commands",
     "animatex_pp.training.commands",
     "animatex_pp.eval.commands",
+    "animatex_pp.demo_commands",
 ]
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2

@@ -1,0 +1,333 @@
+"""`run_demo`: the whole system on one CPU in minutes (DESIGN §8): SynthX, the VAE, precompute, the real trainer,
+evaluation against ground truth, and a generated clip of a held-out X character.
+
+Stages, one function each, in order: `build_benchmark` (SynthX into `synthx/`), `fit_demo_vae` (`vae/`),
+`precompute_cache` (`cache/`: the trainer never runs the encoders), `train_model` (`train/`, exported to
+`train/export/pipeline`), `evaluate_split` per test split (`eval/<split>/`), then `write_outputs` (`demo.mp4`,
+`preview.png`, `metrics.json`, `report.md`, always rewritten: they take seconds).
+
+Reuse: each stage records in `stages/<name>.json` a fingerprint of its settings and of the stages it depends on,
+with `"done": false` when it starts and its result when it ends. A second run skips a done stage whose fingerprint
+matches; a stage interrupted with the same fingerprint continues where it stopped when it can (the cache and the
+evaluation resume per shard and per clip, training from its last checkpoint); anything else starts that stage
+afresh, and so every stage after it, whose fingerprints include it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from animatex_pp.files import atomic_output
+
+__all__ = ["QUICK", "DemoConfig", "run_demo"]
+
+STAGES = "stages"
+EVAL_SPLITS = ("test_x", "test_x_dynamic", "test_human")
+DEMO_SPLIT = "test_x_dynamic"  # demo.mp4: a held-out X character, animated with a background prompt
+REPORTED = ("psnr", "ssim", "copy_reference_psnr", "no_pose_psnr", "background_motion_accuracy")
+# SynthX test clips held out of the VAE's training to measure its reconstruction PSNR (the first of test_x).
+VAE_HELD_OUT = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """The demo's sizes. The defaults fit 15 minutes on 2 shared cores (docs/results.md has the measured times)."""
+
+    size: int = 64
+    frames: int = 17
+    train_clips: int = 200
+    test_clips: int = 16
+    seed: int = 0
+    vae_steps: int = 300
+    train_steps: int | None = None  # None: the recipe's trainer.max_steps
+    num_inference_steps: int = 8
+    # One thread per process: on a shared 2-core machine two threads made these small ops 6-13x slower.
+    threads: int = 1
+
+
+# `--quick`: every stage runs, at sizes that only prove the wiring (tests).
+QUICK = DemoConfig(train_clips=16, test_clips=2, vae_steps=3, train_steps=4, num_inference_steps=2)
+
+
+def _fingerprint(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as temporary:
+        temporary.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+def _say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def _stage(
+    out: Path, name: str, folder: Path, settings: dict[str, Any], work: Callable[[bool], dict[str, Any]]
+) -> tuple[str, dict[str, Any]]:
+    """Run `work(resume)` unless stage `name` is done with these settings; returns (fingerprint, result).
+
+    `resume` is True when an earlier run started this stage with the same settings and did not finish; otherwise
+    `folder`, the stage's output, is deleted first so nothing of other settings is mixed in."""
+    stamp = _fingerprint(settings)
+    marker = out / STAGES / f"{name}.json"
+    saved = json.loads(marker.read_text()) if marker.is_file() else {}
+    if saved.get("fingerprint") == stamp and saved.get("done"):
+        _say(f"{name}: done by an earlier run with these settings, reused ({folder})")
+        return stamp, saved["result"]
+    resume = saved.get("fingerprint") == stamp
+    if not resume and folder.exists():
+        shutil.rmtree(folder)
+    _say(f"{name}: {'continuing' if resume else 'starting'} ({folder})")
+    started = time.perf_counter()
+    _write_json(marker, {"fingerprint": stamp, "settings": settings, "done": False})
+    result = work(resume)
+    result = {**result, "stage_time_s": time.perf_counter() - started}
+    _write_json(marker, {"fingerprint": stamp, "settings": settings, "done": True, "result": result})
+    _say(f"{name}: done in {result['stage_time_s']:.0f} s")
+    return stamp, result
+
+
+def _training_overrides(out: Path, config: DemoConfig) -> list[str]:
+    """The `animatex-pp train` overrides of the demo's run: recipe synthx_tiny on the demo's data and VAE."""
+    overrides = [
+        "recipe=synthx_tiny",
+        f"data.metadata={out / 'synthx' / 'train.jsonl'}",
+        f"data.cache={out / 'cache'}",
+        f"model.path={out / 'vae'}",
+        f"run_dir={out / 'train'}",
+        f"seed={config.seed}",
+        f"data.clips.num_frames={config.frames}",
+        f"data.clips.buckets=[[{config.size},{config.size}]]",
+        # The cache's EPI pool is read back by a name prefix that mixes up entries 1 and 10..19 (cache._pose_from);
+        # ten anchors stay clear of it.
+        "data.clips.epi_pool_clips=10",
+    ]
+    if config.train_steps is not None:
+        overrides.append(f"trainer.max_steps={config.train_steps}")
+    return overrides
+
+
+def build_benchmark(out: Path, config: DemoConfig, progress: bool) -> tuple[str, dict[str, Any]]:
+    """Stage 1: SynthX into `out/synthx` (train on human-like characters; test_x, test_x_dynamic, test_human)."""
+    from animatex_pp.synthx.build import GENERATOR_VERSION, BuildConfig, build
+
+    build_config = BuildConfig(size=config.size, frames=config.frames, train=config.train_clips,
+                               test=config.test_clips, seed=config.seed)  # fmt: skip
+    settings = {"build": dataclasses.asdict(build_config), "generator": GENERATOR_VERSION}
+
+    def work(resume: bool) -> dict[str, Any]:
+        summary = build(out / "synthx", build_config, progress=progress)
+        return {name: split["clips"] for name, split in summary["splits"].items()}
+
+    return _stage(out, "synthx", out / "synthx", settings, work)
+
+
+def fit_demo_vae(out: Path, config: DemoConfig, synthx: str, progress: bool) -> tuple[str, dict[str, Any]]:
+    """Stage 2: the VAE fitted on the SynthX training videos, its PSNR measured on held-out test_x clips."""
+    from animatex_pp.training.vae import VAE_CONFIG, fit_vae, load_videos
+
+    settings = {"synthx": synthx, "steps": config.vae_steps, "config": VAE_CONFIG, "seed": config.seed}
+
+    def work(resume: bool) -> dict[str, Any]:
+        held_out = load_videos(out / "synthx" / "test_x.jsonl", limit=VAE_HELD_OUT)
+        return fit_vae(out / "synthx" / "train.jsonl", out / "vae", config.vae_steps, held_out=held_out,
+                       seed=config.seed, progress=progress)  # fmt: skip
+
+    return _stage(out, "vae", out / "vae", settings, work)
+
+
+def precompute_cache(out: Path, config: DemoConfig, vae: str, progress: bool) -> tuple[str, dict[str, Any]]:
+    """Stage 3: the training clips through the demo pipeline's frozen encoders, with the clip settings the trainer
+    will use (both come from the one composed training config)."""
+    from omegaconf import OmegaConf
+
+    from animatex_pp.data.cache import precompute
+    from animatex_pp.data.clips import ClipConfig
+    from animatex_pp.data.encode import ConditionEncoder
+    from animatex_pp.training.config import compose_config
+    from animatex_pp.training.model import build_pipeline
+
+    cfg = OmegaConf.to_container(compose_config(_training_overrides(out, config)), resolve=True)
+    clips = cfg["data"]["clips"]
+    settings = {"vae": vae, "model": {**cfg["model"], "path": None}, "clips": clips, "seed": cfg["seed"]}
+
+    def work(resume: bool) -> dict[str, Any]:
+        pipeline = build_pipeline(cfg["model"])
+        clip_config = ClipConfig(**{**clips, "buckets": tuple(map(tuple, clips["buckets"]))}, seed=cfg["seed"])
+        index = precompute(out / "synthx" / "train.jsonl", out / "cache", ConditionEncoder(pipeline), clip_config,
+                           encoder_name=f"demo vae {vae}", progress=progress)  # fmt: skip
+        return {"samples": sum(len(shard["samples"]) for shard in index["shards"].values()),
+                "failed": len(index["failed"]), "skipped": len(index["skipped"])}  # fmt: skip
+
+    return _stage(out, "precompute", out / "cache", settings, work)
+
+
+def train_model(out: Path, config: DemoConfig, cache: str) -> tuple[str, dict[str, Any]]:
+    """Stage 4: `recipe=synthx_tiny` with the real trainer (DeepSpeed ZeRO-0, one process) on the cache; an
+    interrupted run resumes from its last checkpoint."""
+    from animatex_pp.training import train
+    from animatex_pp.training.config import compose_config
+
+    overrides = _training_overrides(out, config)
+    settings = {"cache": cache, "overrides": overrides}
+
+    def work(resume: bool) -> dict[str, Any]:
+        metrics = train(compose_config([*overrides, f"resume={'auto' if resume else 'null'}"]))
+        if not metrics.get("export"):
+            raise RuntimeError(f"the training run in {out / 'train'} exported no pipeline")
+        return metrics
+
+    return _stage(out, "train", out / "train", settings, work)
+
+
+def evaluate_split(out: Path, config: DemoConfig, split: str, model: str, progress: bool) -> dict[str, Any]:
+    """Stage 5: the exported pipeline on one test split, with the copy-the-reference and pose-off baselines."""
+    from animatex_pp.eval.evaluate import evaluate
+
+    settings = {"model": model, "steps": config.num_inference_steps, "seed": config.seed}
+
+    def work(resume: bool) -> dict[str, Any]:
+        (out / "eval").mkdir(exist_ok=True)
+        metrics = evaluate(out / "train" / "export" / "pipeline", out / "synthx" / f"{split}.jsonl",
+                           out / "eval" / split, num_inference_steps=config.num_inference_steps,
+                           guidance_scale=1.0, seed=config.seed, progress=progress)  # fmt: skip
+        return {"summary": metrics["summary"], "clips": metrics["mean"]["clips"]}
+
+    return _stage(out, f"eval_{split}", out / "eval" / split, settings, work)[1]
+
+
+def _demo_clip(out: Path, config: DemoConfig) -> None:
+    """demo.mp4 (reference | pose | output) and preview.png: the exported pipeline on the first DEMO_SPLIT clip."""
+    import numpy as np
+    import torch
+
+    from animatex_pp.data.image import read_image
+    from animatex_pp.data.preview import write_contact_sheet, write_preview_video
+    from animatex_pp.data.video import read_video
+    from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
+    from animatex_pp.pose.conditioning import official_strokes
+    from animatex_pp.pose.render import render
+    from animatex_pp.pose.sequence import PoseSequence
+
+    root = out / "synthx"
+    # The split's first row, in SynthX's metadata format (paths relative to the benchmark's folder).
+    row = json.loads((root / f"{DEMO_SPLIT}.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    image = read_image(root / row["reference"])
+    pose = PoseSequence.load(root / row["pose"])
+    reference_pose = PoseSequence.load(root / row["reference_pose"])
+    driving = read_video(root / row["driving_video"])[0]
+    pipe = AnimateXPipeline.from_pretrained(out / "train" / "export" / "pipeline")
+    pipe.set_progress_bar_config(desc="demo clip", unit="step")
+    frames = pipe(image=image, pose=pose, reference_pose=reference_pose, driving_video=driving,
+                  prompt=row["caption"], height=config.size, width=config.size, num_frames=len(pose),
+                  num_inference_steps=config.num_inference_steps, guidance_scale=1.0,
+                  generator=torch.Generator().manual_seed(config.seed), output_type="np").frames[0]  # fmt: skip
+    video = (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)
+    skeleton = render(pose, config.size, config.size, **official_strokes(pose, config.size, config.size))
+    reference_skeleton = render(reference_pose, config.size, config.size,
+                                **official_strokes(reference_pose, config.size, config.size))[0]  # fmt: skip
+    write_preview_video(out / "demo.mp4", image, skeleton, video, row["fps"])
+    write_contact_sheet(out / "preview.png", image, skeleton, video, reference_pose=reference_skeleton)
+    _say(f"wrote {out / 'demo.mp4'} and {out / 'preview.png'}: {row['caption']!r}")
+
+
+def _goals(metrics: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
+    """Issue 10 item 4's goals the demo measures: (goal, met, the numbers)."""
+    x, dynamic = metrics["test_x"], metrics["test_x_dynamic"]
+    margin = x["psnr"] - x["copy_reference_psnr"]
+    pose_gap = x["psnr"] - x["no_pose_psnr"]
+    accuracy = dynamic["background_motion_accuracy"]
+    return [
+        ("test_x PSNR >= copy-the-reference + 3 dB", margin >= 3.0,
+         f"{x['psnr']:.2f} vs {x['copy_reference_psnr']:.2f} dB ({margin:+.2f} dB)"),
+        ("test_x: pose streams off clearly worse (>= 1 dB)", pose_gap >= 1.0,
+         f"{x['psnr']:.2f} vs {x['no_pose_psnr']:.2f} dB ({pose_gap:+.2f} dB)"),
+        ("test_x_dynamic background-motion accuracy >= 80 %", None if accuracy is None else accuracy >= 0.8,
+         "not measured" if accuracy is None else f"{100 * accuracy:.0f} %"),
+    ]  # fmt: skip
+
+
+def _cell(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _report(metrics: dict[str, Any]) -> str:
+    lines = [
+        "# Animate-X++ demo",
+        "",
+        f"SynthX clips {metrics['synthx']}. The VAE's held-out reconstruction PSNR is {metrics['vae_psnr']:.2f} dB, "
+        f"the ceiling of every PSNR below. Wall time of this run {metrics['wall_time_s']:.0f} s; stages as built: "
+        f"{', '.join(f'{name} {seconds:.0f} s' for name, seconds in metrics['stage_times_s'].items())}.",
+        "",
+        "| split | PSNR (dB) | SSIM | copy the reference PSNR | pose streams off PSNR | background motion |",
+        "|---|---|---|---|---|---|",
+    ]
+    for split in EVAL_SPLITS:
+        values = metrics[split]
+        accuracy = values["background_motion_accuracy"]
+        lines.append(
+            f"| {split} | {_cell(values['psnr'])} | {_cell(values['ssim'], 4)} | "
+            f"{_cell(values['copy_reference_psnr'])} | {_cell(values['no_pose_psnr'])} | "
+            f"{'-' if accuracy is None else f'{100 * accuracy:.0f} %'} |"
+        )
+    lines += [
+        "",
+        "Goals (issue 10, item 4; measured, not asserted):",
+        "",
+        "| goal | met | measured |",
+        "|---|---|---|",
+    ]
+    for goal, met, measured in _goals(metrics):
+        lines.append(f"| {goal} | {'n/a' if met is None else 'yes' if met else 'no'} | {measured} |")
+    lines += [
+        "",
+        f"Training: {metrics['train']['steps']} steps, loss {metrics['train']['first_loss']:.4f} -> "
+        f"{metrics['train']['final_loss']:.4f}. demo.mp4: reference | pose | output on {DEMO_SPLIT}/00000.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(out: Path, config: DemoConfig, results: dict[str, Any], started: float) -> dict[str, Any]:
+    """Stage 6: demo.mp4, preview.png, metrics.json and report.md."""
+    _demo_clip(out, config)
+    metrics = {
+        "vae_psnr": results["vae"]["psnr"],
+        **{split: {name: results[split]["summary"][name] for name in REPORTED} for split in EVAL_SPLITS},
+        "synthx": {split: results["synthx"][split] for split in ("train", *EVAL_SPLITS)},
+        "train": {name: results["train"][name] for name in ("steps", "first_loss", "final_loss", "wall_time_s")},
+        "config": dataclasses.asdict(config),
+        "stage_times_s": {name: result["stage_time_s"] for name, result in results.items()},
+    }
+    metrics["wall_time_s"] = time.perf_counter() - started
+    _write_json(out / "metrics.json", metrics)
+    with atomic_output(out / "report.md") as temporary:
+        temporary.write_text(_report(metrics), encoding="utf-8")
+    _say(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
+    return metrics
+
+
+def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), progress: bool = True) -> dict[str, Any]:
+    """Every stage into `out` (created), reusing what an earlier run built; returns metrics.json's content."""
+    import torch
+
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(config.threads)
+    results: dict[str, Any] = {}
+    synthx, results["synthx"] = build_benchmark(out, config, progress)
+    vae, results["vae"] = fit_demo_vae(out, config, synthx, progress)
+    cache, results["precompute"] = precompute_cache(out, config, vae, progress)
+    model, results["train"] = train_model(out, config, cache)
+    for split in EVAL_SPLITS:
+        results[split] = evaluate_split(out, config, split, model, progress)
+    return write_outputs(out, config, results, started)

@@ -1,0 +1,81 @@
+"""`animatex-pp demo`: stage reuse (a done stage is skipped, an interrupted one resumes, changed settings redo it),
+the quick configuration end to end with its outputs and a second run that reuses every stage, and bad options."""
+
+import json
+
+import pytest
+import torch
+
+from animatex_pp.cli import main
+from animatex_pp.demo import EVAL_SPLITS, REPORTED, STAGES, _stage
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)  # run_demo sets one thread for the process
+
+
+def test_a_done_stage_is_reused_an_interrupted_one_resumes_and_other_settings_start_afresh(tmp_path):
+    folder, calls = tmp_path / "stage", []
+
+    def work(resume):
+        calls.append(resume)
+        folder.mkdir(exist_ok=True)
+        (folder / "made").write_text("x")
+        return {"value": len(calls)}
+
+    stamp, result = _stage(tmp_path, "s", folder, {"a": 1}, work)
+    assert calls == [False] and result["value"] == 1 and result["stage_time_s"] >= 0
+    assert _stage(tmp_path, "s", folder, {"a": 1}, work) == (stamp, result) and calls == [False]
+
+    marker = tmp_path / STAGES / "s.json"
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "done": False}))  # as if interrupted
+    _stage(tmp_path, "s", folder, {"a": 1}, work)
+    assert calls == [False, True] and (folder / "made").exists()
+
+    (folder / "stale").write_text("of other settings")
+    other, _ = _stage(tmp_path, "s", folder, {"a": 2}, work)
+    assert other != stamp and calls == [False, True, False] and not (folder / "stale").exists()
+
+
+def test_a_failed_stage_is_not_marked_done(tmp_path):
+    def work(resume):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        _stage(tmp_path, "s", tmp_path / "stage", {}, work)
+    assert json.loads((tmp_path / STAGES / "s.json").read_text())["done"] is False
+
+
+def test_quick_demo_end_to_end_then_a_second_run_reuses_every_stage(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--quiet", "--out", str(out)]) == 0
+    for name in ("demo.mp4", "preview.png", "metrics.json", "report.md", "train/export/pipeline/model_index.json"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["vae_psnr"] > 0 and metrics["wall_time_s"] > 0
+    for split in EVAL_SPLITS:
+        assert set(metrics[split]) == set(REPORTED)
+        assert metrics[split]["psnr"] > 0 and metrics[split]["copy_reference_psnr"] > 0
+    report = (out / "report.md").read_text()
+    assert "| test_x_dynamic |" in report and "copy-the-reference + 3 dB" in report
+    capsys.readouterr()
+
+    assert main(["demo", "--quick", "--quiet", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("reused") == 4 + len(EVAL_SPLITS) and "starting" not in printed
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [(["--steps", "0"], "--steps must be at least 1"), (["--out", "FILE"], "is a file"),
+     (["--out", "missing/demo"], "does not exist")],
+)  # fmt: skip
+def test_bad_options_exit_2_before_any_stage(tmp_path, capsys, monkeypatch, arguments, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FILE").write_text("")
+    assert main(["demo", *arguments]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "animatex-demo").exists()
