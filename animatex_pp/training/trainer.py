@@ -162,7 +162,7 @@ def _check_model_fits_data(transformer, config: dict[str, Any]) -> None:
         )
 
 
-def _optimizer(groups, optim: dict[str, Any], max_steps: int):
+def _optimizer(groups, optim: dict[str, Any]):
     optimizer = torch.optim.AdamW(
         [{"params": list(group.parameters), "lr": group.lr, "name": group.name} for group in groups],
         betas=tuple(optim["betas"]),
@@ -242,7 +242,7 @@ def run_worker(config: dict[str, Any]) -> dict[str, Any]:
 
         accumulation = config["deepspeed"].get("gradient_accumulation_steps", 1)
         micro_steps = trainer["max_steps"] * accumulation
-        optimizer, scheduler = _optimizer(groups, config["optim"], trainer["max_steps"])
+        optimizer, scheduler = _optimizer(groups, config["optim"])
         if config["deepspeed"]["stage"] == 3:
             register_zero3_external_parameters(transformer)
         engine, _, _, _ = deepspeed.initialize(
@@ -265,8 +265,7 @@ def run_worker(config: dict[str, Any]) -> dict[str, Any]:
             world_size=world.world_size, rank=world.rank, seed=config["seed"], num_steps=micro_steps,
         )  # fmt: skip
         if sampler_state is not None:
-            sampler.load_state_dict(sampler_state)
-        sampler.start_step = start
+            sampler.load_state_dict(sampler_state)  # the step to continue from, after checking seed and world
         loader = DataLoader(dataset, batch_sampler=sampler, num_workers=data.get("num_workers", 0), collate_fn=collate)
         metrics = _loop(config, world, engine, encoder, loader, sampler, start, micro_steps, accumulation, root,
                         pipeline, ema)  # fmt: skip

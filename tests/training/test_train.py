@@ -179,7 +179,7 @@ def test_only_the_selected_parameters_train_each_group_at_its_rate(clip_folder, 
     groups = param_groups(transformer, cfg.adapter.param_groups, default_lr=1e-3)
     rates = {group.name: group.lr for group in groups}
     assert rates == {"implicit_pose_indicator": 5e-7, "pose_streams": 1e-3, "lora": 1e-3}
-    optimizer, _ = _optimizer(groups, dict(cfg.optim), 1)
+    optimizer, _ = _optimizer(groups, dict(cfg.optim))
     assert {group["name"]: group["lr"] for group in optimizer.param_groups} == rates
 
 
