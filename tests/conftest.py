@@ -19,3 +19,13 @@ def shared_assets() -> Path:
     if not SHARED_ASSETS.is_dir():
         pytest.fail(f"sample assets not found at {SHARED_ASSETS}: clone the project with ../shared beside it")
     return SHARED_ASSETS
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A saved tiny random pipeline (`animatex_pp.testing.tiny_pipeline`), as a user's `--model` folder."""
+    from animatex_pp.testing import tiny_pipeline
+
+    path = tmp_path_factory.mktemp("tiny-pipeline")
+    tiny_pipeline(seed=0).save_pretrained(path)
+    return path

@@ -17,16 +17,9 @@ from animatex_pp.data.video import read_video, write_video
 from animatex_pp.models.convert import animatex_from_wan
 from animatex_pp.models.presets import split_preset
 from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
-from animatex_pp.testing import tiny_components, tiny_pipeline
+from animatex_pp.testing import tiny_components
 
 SIZE = 32
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-pipeline")
-    tiny_pipeline(seed=0).save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,6 @@ CONFIG = BuildConfig(size=32, frames=9, train=1, test=1, seed=5, ti2v_share=1.0)
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-pipeline")
-    tiny_pipeline(seed=0).save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def metadata(tmp_path_factory):
     """A split of two clips: an X character over a drifting or zooming background (animation) and a ti2v clip."""
     root = tmp_path_factory.mktemp("synthx") / "small"
