@@ -27,8 +27,8 @@ def test_a_done_stage_is_reused_an_interrupted_one_resumes_and_other_settings_st
         return {"value": len(calls)}
 
     stamp, result = _stage(tmp_path, "s", folder, {"a": 1}, work)
-    assert calls == [False] and result["value"] == 1 and result["stage_time_s"] >= 0
-    assert _stage(tmp_path, "s", folder, {"a": 1}, work) == (stamp, result) and calls == [False]
+    assert calls == [False] and result["value"] == 1 and result["stage_time_s"] >= 0 and not result["reused"]
+    assert _stage(tmp_path, "s", folder, {"a": 1}, work) == (stamp, {**result, "reused": True}) and calls == [False]
 
     marker = tmp_path / STAGES / "s.json"
     marker.write_text(json.dumps({**json.loads(marker.read_text()), "done": False}))  # as if interrupted
@@ -66,6 +66,8 @@ def test_quick_demo_end_to_end_then_a_second_run_reuses_every_stage(tmp_path, ca
     assert main(["demo", "--quick", "--quiet", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert printed.count("reused") == 4 + len(EVAL_SPLITS) and "starting" not in printed
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["this_run_s"] < again["wall_time_s"] and again["stage_times_s"] == metrics["stage_times_s"]
 
 
 @pytest.mark.parametrize(
