@@ -49,6 +49,7 @@ def test_a_failed_stage_is_not_marked_done(tmp_path):
     assert json.loads((tmp_path / STAGES / "s.json").read_text())["done"] is False
 
 
+@pytest.mark.slow  # every stage for real, the trainer included: minutes on 2 cores
 def test_quick_demo_end_to_end_then_a_second_run_reuses_every_stage(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--quiet", "--out", str(out)]) == 0
