@@ -107,9 +107,6 @@ def _training_overrides(out: Path, config: DemoConfig) -> list[str]:
         f"seed={config.seed}",
         f"data.clips.num_frames={config.frames}",
         f"data.clips.buckets=[[{config.size},{config.size}]]",
-        # The cache's EPI pool is read back by a name prefix that mixes up entries 1 and 10..19 (cache._pose_from);
-        # ten anchors stay clear of it.
-        "data.clips.epi_pool_clips=10",
     ]
     if config.train_steps is not None:
         overrides.append(f"trainer.max_steps={config.train_steps}")

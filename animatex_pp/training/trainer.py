@@ -73,9 +73,10 @@ def train(cfg: DictConfig | dict) -> dict[str, Any]:
 
 
 def build_synthx_if_missing(data: dict[str, Any]) -> None:
-    """Build the SynthX benchmark a `data=synthx` config names when its metadata does not exist yet."""
+    """Build the SynthX benchmark a `data=synthx` config names when its metadata does not exist yet (a run on a
+    precompute cache needs none)."""
     synthx = data.get("synthx") or {}
-    if not synthx.get("build_if_missing") or Path(data["metadata"]).exists():
+    if not synthx.get("build_if_missing") or data.get("cache") or Path(data["metadata"]).exists():
         return
     from animatex_pp.synthx.build import BuildConfig, build
 

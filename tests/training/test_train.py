@@ -241,3 +241,23 @@ def test_the_installed_package_finds_its_configs_outside_the_checkout(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     folder, steps = result.stdout.split()
     assert (Path(folder) / "recipe" / "synthx_tiny.yaml").is_file() and int(steps) > 0
+
+
+def test_synthx_is_built_only_when_a_run_needs_its_metadata(tmp_path, monkeypatch):
+    import importlib
+
+    from animatex_pp.training.trainer import build_synthx_if_missing
+
+    # the module, not the package's `build` function of the same name
+    build_module = importlib.import_module("animatex_pp.synthx.build")
+
+    built = []
+    monkeypatch.setattr(build_module, "build", lambda folder, config: built.append((folder, config.train)))
+    synthx = {"build_if_missing": True, "folder": str(tmp_path / "sx"), "size": 64, "frames": 17, "train": 3,
+              "test": 1, "seed": 0}  # fmt: skip
+    build_synthx_if_missing(
+        {"metadata": str(tmp_path / "sx" / "train.jsonl"), "cache": str(tmp_path), "synthx": synthx}
+    )
+    assert built == []  # a precompute cache holds what training reads
+    build_synthx_if_missing({"metadata": str(tmp_path / "sx" / "train.jsonl"), "cache": None, "synthx": synthx})
+    assert built == [(tmp_path / "sx", 3)]
