@@ -4,7 +4,9 @@ evaluation against ground truth, and a generated clip of a held-out X character.
 Stages, one function each, in order: `build_benchmark` (SynthX into `synthx/`), `fit_demo_vae` (`vae/`),
 `precompute_cache` (`cache/`: the trainer never runs the encoders), `train_model` (`train/`, exported to
 `train/export/pipeline`), `evaluate_split` per test split (`eval/<split>/`), then `write_outputs` (`demo.mp4`,
-`preview.png`, `metrics.json`, `report.md`, always rewritten: they take seconds).
+`preview.png`, `metrics.json`, `report.md`, always rewritten: they take seconds). With `ablation=True`,
+`run_ablation` first trains the `synthx_ablation` sweep on the same data, VAE and cache (`ablation/<job>/`) and
+evaluates each point (`eval_ablation/<point>/<split>/`); the report then has the ablation table.
 
 Reuse: each stage records in `stages/<name>.json` a fingerprint of its settings and of the stages it depends on,
 with `"done": false` when it starts and its result when it ends. A second run skips a done stage whose fingerprint
@@ -18,7 +20,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +37,10 @@ STAGES = "stages"
 EVAL_SPLITS = ("test_x", "test_x_dynamic", "test_human")
 DEMO_SPLIT = "test_x_dynamic"  # demo.mp4: a held-out X character, animated with a background prompt
 REPORTED = ("psnr", "ssim", "copy_reference_psnr", "no_pose_psnr", "background_motion_accuracy")
+# recipe=synthx_ablation's sweep, in its order; each point is scored on test_x (with the pose-off baseline) and on
+# test_x_dynamic (background motion: the no_ti2v point should lose it).
+ABLATIONS = ("full", "no_ipi", "no_epi", "no_ti2v")
+ABLATION_SPLITS = {"test_x": True, "test_x_dynamic": False}  # split: with the baselines
 # SynthX test clips held out of the VAE's training to measure its reconstruction PSNR (the first of test_x).
 VAE_HELD_OUT = 16
 
@@ -202,6 +211,80 @@ def evaluate_split(out: Path, config: DemoConfig, split: str, model: str, progre
     return _stage(out, f"eval_{split}", out / "eval" / split, settings, work)[1]
 
 
+def _sweep_points(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    """{ablation: its job's folder name and metrics.json} of a finished sweep, from Hydra's record of each job."""
+    from animatex_pp.training.sweep import summarize
+
+    points = {}
+    for row in summarize(sweep_dir):
+        names = [item.split("=", 1)[1] for item in row["overrides"].split() if item.startswith("ablation=")]
+        if len(names) != 1 or "final_loss" not in row:
+            raise RuntimeError(f"ablation sweep job {sweep_dir / row['job']} has no ablation or no metrics.json")
+        points[names[0]] = row
+    if set(points) != set(ABLATIONS):
+        raise RuntimeError(f"the ablation sweep in {sweep_dir} ran {sorted(points)}, not {list(ABLATIONS)}")
+    return points
+
+
+def run_ablation(out: Path, config: DemoConfig, cache: str, progress: bool) -> dict[str, dict[str, Any]]:
+    """Stage 6 (`ablation=True`): `animatex-pp train -m recipe=synthx_ablation` on the demo's data, VAE and cache,
+    then each point's exported pipeline on ABLATION_SPLITS. Returns {stage name: its result}.
+
+    The sweep is the real command line in a child process: Hydra's multirun owns its process's config state and
+    launcher, and this is exactly what a user runs. An interrupted sweep reruns with resume=auto, so finished
+    points only re-export and an interrupted one continues from its checkpoint."""
+    sweep_dir = out / "ablation"
+    overrides = [item for item in _training_overrides(out, config) if not item.startswith(("recipe=", "run_dir="))]
+    settings = {"cache": cache, "overrides": overrides}
+
+    def sweep(resume: bool) -> dict[str, Any]:
+        command = [sys.executable, "-m", "animatex_pp.cli", "train", "-m", "recipe=synthx_ablation", *overrides,
+                   f"hydra.sweep.dir={sweep_dir}", f"resume={'auto' if resume else 'null'}"]  # fmt: skip
+        subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": str(config.threads)})
+        return {"points": _sweep_points(sweep_dir)}
+
+    stamp, swept = _stage(out, "ablation_sweep", sweep_dir, settings, sweep)
+    results = {"ablation_sweep": swept}
+    for name in ABLATIONS:
+        job = sweep_dir / swept["points"][name]["job"]
+        for split, baselines in ABLATION_SPLITS.items():
+            results[f"ablation_{name}_{split}"] = _evaluate_point(out, config, stamp, name, job, split, baselines,
+                                                                  progress)  # fmt: skip
+    return results
+
+
+def _evaluate_point(
+    out: Path, config: DemoConfig, sweep: str, name: str, job: Path, split: str, baselines: bool, progress: bool
+) -> dict[str, Any]:
+    """One ablation point's exported pipeline on one split, into `eval_ablation/<point>/<split>`."""
+    from animatex_pp.eval.evaluate import evaluate
+
+    folder = out / "eval_ablation" / name / split
+    settings = {"sweep": sweep, "point": name, "steps": config.num_inference_steps, "seed": config.seed}
+
+    def work(resume: bool) -> dict[str, Any]:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        metrics = evaluate(job / "export" / "pipeline", out / "synthx" / f"{split}.jsonl", folder,
+                           baselines=baselines, num_inference_steps=config.num_inference_steps, guidance_scale=1.0,
+                           seed=config.seed, progress=progress)  # fmt: skip
+        return {"summary": metrics["summary"], "clips": metrics["mean"]["clips"]}
+
+    return _stage(out, f"ablation_{name}_{split}", folder, settings, work)[1]
+
+
+def _ablation_table(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{point: the numbers the report's ablation table shows}."""
+    table = {}
+    for name in ABLATIONS:
+        trained = results["ablation_sweep"]["points"][name]
+        still, dynamic = (results[f"ablation_{name}_{split}"]["summary"] for split in ABLATION_SPLITS)
+        table[name] = {"loss_animation": trained.get("loss_animation"), "loss_ti2v": trained.get("loss_ti2v"),
+                       "test_x_psnr": still["psnr"], "test_x_no_pose_psnr": still["no_pose_psnr"],
+                       "test_x_dynamic_psnr": dynamic["psnr"],
+                       "background_motion_accuracy": dynamic["background_motion_accuracy"]}  # fmt: skip
+    return table
+
+
 def _demo_clip(out: Path, config: DemoConfig) -> None:
     """demo.mp4 (reference | pose | output) and preview.png: the exported pipeline on the first DEMO_SPLIT clip."""
     import numpy as np
@@ -257,6 +340,31 @@ def _cell(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f} %"
+
+
+def _ablation_report(table: dict[str, dict[str, Any]], time_s: float) -> list[str]:
+    lines = [
+        "",
+        f"## Ablation: `animatex-pp train -m recipe=synthx_ablation` ({time_s:.0f} s)",
+        "",
+        "Final training loss per task (mean of the last fifth of the steps), then each point's exported pipeline on "
+        "test_x (with the pose streams off as a baseline) and test_x_dynamic.",
+        "",
+        "| ablation | loss animation | loss ti2v | test_x PSNR | pose off PSNR | test_x_dynamic PSNR "
+        "| background motion |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in table.items():
+        lines.append(
+            f"| {name} | {_cell(row['loss_animation'], 4)} | {_cell(row['loss_ti2v'], 4)} | "
+            f"{_cell(row['test_x_psnr'])} | {_cell(row['test_x_no_pose_psnr'])} | "
+            f"{_cell(row['test_x_dynamic_psnr'])} | {_percent(row['background_motion_accuracy'])} |"
+        )
+    return lines
+
+
 def _report(metrics: dict[str, Any]) -> str:
     lines = [
         "# Animate-X++ demo",
@@ -272,11 +380,10 @@ def _report(metrics: dict[str, Any]) -> str:
     ]
     for split in EVAL_SPLITS:
         values = metrics[split]
-        accuracy = values["background_motion_accuracy"]
         lines.append(
             f"| {split} | {_cell(values['psnr'])} | {_cell(values['ssim'], 4)} | "
             f"{_cell(values['copy_reference_psnr'])} | {_cell(values['no_pose_psnr'])} | "
-            f"{'-' if accuracy is None else f'{100 * accuracy:.0f} %'} |"
+            f"{_percent(values['background_motion_accuracy'])} |"
         )
     lines += [
         "",
@@ -292,11 +399,15 @@ def _report(metrics: dict[str, Any]) -> str:
         f"Training: {metrics['train']['steps']} steps, loss {metrics['train']['first_loss']:.4f} -> "
         f"{metrics['train']['final_loss']:.4f}. demo.mp4: reference | pose | output on {DEMO_SPLIT}/00000.",
     ]
+    if "ablation" in metrics:
+        lines += _ablation_report(metrics["ablation"], metrics["ablation_time_s"])
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(out: Path, config: DemoConfig, results: dict[str, Any], started: float) -> dict[str, Any]:
-    """Stage 6: demo.mp4, preview.png, metrics.json and report.md."""
+def write_outputs(
+    out: Path, config: DemoConfig, results: dict[str, Any], started: float, ablation: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The last stage: demo.mp4, preview.png, metrics.json and report.md (with `run_ablation`'s results, if any)."""
     _demo_clip(out, config)
     metrics = {
         "vae_psnr": results["vae"]["psnr"],
@@ -306,9 +417,14 @@ def write_outputs(out: Path, config: DemoConfig, results: dict[str, Any], starte
         "config": dataclasses.asdict(config),
         "stage_times_s": {name: result["stage_time_s"] for name, result in results.items()},
     }
+    ablation = ablation or {}
+    if ablation:
+        metrics["ablation"] = _ablation_table(ablation)
+        metrics["ablation_time_s"] = sum(result["stage_time_s"] for result in ablation.values())
     # A rerun reuses stages: the demo's time is what building every stage took, plus this run's outputs.
     this_run = time.perf_counter() - started
-    outputs = this_run - sum(result["stage_time_s"] for result in results.values() if not result["reused"])
+    built = [result for result in (*results.values(), *ablation.values()) if not result["reused"]]
+    outputs = this_run - sum(result["stage_time_s"] for result in built)
     metrics["wall_time_s"] = sum(metrics["stage_times_s"].values()) + outputs
     metrics["this_run_s"] = this_run
     _write_json(out / "metrics.json", metrics)
@@ -318,8 +434,11 @@ def write_outputs(out: Path, config: DemoConfig, results: dict[str, Any], starte
     return metrics
 
 
-def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), progress: bool = True) -> dict[str, Any]:
-    """Every stage into `out` (created), reusing what an earlier run built; returns metrics.json's content."""
+def run_demo(
+    out: str | Path, config: DemoConfig = DemoConfig(), progress: bool = True, ablation: bool = False
+) -> dict[str, Any]:
+    """Every stage into `out` (created), reusing what an earlier run built; returns metrics.json's content.
+    `ablation`: also train and score the synthx_ablation sweep (four more training runs)."""
     import torch
 
     started = time.perf_counter()
@@ -333,4 +452,5 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), progress: bool 
     model, results["train"] = train_model(out, config, cache)
     for split in EVAL_SPLITS:
         results[split] = evaluate_split(out, config, split, model, progress)
-    return write_outputs(out, config, results, started)
+    swept = run_ablation(out, config, cache, progress) if ablation else None
+    return write_outputs(out, config, results, started, swept)

@@ -15,6 +15,7 @@ examples:
   animatex-pp demo                          # into ./animatex-demo: about 15 minutes on 2 CPU cores
   animatex-pp demo --out /tmp/demo          # a second run reuses every stage already built
   animatex-pp demo --quick --out /tmp/q     # every stage at toy sizes (a minute or two): checks the install
+  animatex-pp demo --ablation               # and the synthx_ablation sweep: four more runs, about 30 minutes
 
 Writes DIR/demo.mp4 (reference | pose | output), DIR/preview.png, DIR/metrics.json and DIR/report.md.
 Exit codes: 0 done, 1 failed, 2 bad arguments.
@@ -38,7 +39,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
             raise ValueError(f"{option} must be at least 1, got {value}")
         if value is not None:
             changes[field] = value
-    metrics = run_demo(out, dataclasses.replace(config, **changes), progress=not args.quiet)
+    metrics = run_demo(out, dataclasses.replace(config, **changes), progress=not args.quiet, ablation=args.ablation)
     print((out / "report.md").read_text(encoding="utf-8"))
     print(f"done in {metrics['wall_time_s']:.0f} s: {out}")
     return 0
@@ -56,6 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--quick", action="store_true", help="toy sizes: every stage runs, nothing is learnt")
     demo.add_argument("--steps", type=int, help="training steps (default: the synthx_tiny recipe's)")
     demo.add_argument("--vae-steps", type=int, help="VAE fitting steps (default: 300)")
+    demo.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also train and evaluate the synthx_ablation sweep (full / no IPI / no EPI / no ti2v)",
+    )
     demo.add_argument("--threads", type=int, help="torch threads (default: 1, fastest on a shared 2-core machine)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(handler=run_demo_command)

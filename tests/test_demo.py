@@ -1,5 +1,6 @@
 """`animatex-pp demo`: stage reuse (a done stage is skipped, an interrupted one resumes, changed settings redo it),
-the quick configuration end to end with its outputs and a second run that reuses every stage, and bad options."""
+the quick configuration end to end with its outputs and the ablation sweep, then a second run that reuses every
+stage, and bad options."""
 
 import json
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from animatex_pp.cli import main
-from animatex_pp.demo import EVAL_SPLITS, REPORTED, STAGES, _stage
+from animatex_pp.demo import ABLATION_SPLITS, ABLATIONS, EVAL_SPLITS, REPORTED, STAGES, _stage
 
 
 @pytest.fixture(autouse=True)
@@ -50,9 +51,9 @@ def test_a_failed_stage_is_not_marked_done(tmp_path):
 
 
 @pytest.mark.slow  # every stage for real, the trainer included: minutes on 2 cores
-def test_quick_demo_end_to_end_then_a_second_run_reuses_every_stage(tmp_path, capsys):
+def test_quick_demo_end_to_end_with_the_ablation_then_a_second_run_reuses_every_stage(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--quiet", "--out", str(out)]) == 0
+    assert main(["demo", "--quick", "--ablation", "--quiet", "--out", str(out)]) == 0
     for name in ("demo.mp4", "preview.png", "metrics.json", "report.md", "train/export/pipeline/model_index.json"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
@@ -62,11 +63,19 @@ def test_quick_demo_end_to_end_then_a_second_run_reuses_every_stage(tmp_path, ca
         assert metrics[split]["psnr"] > 0 and metrics[split]["copy_reference_psnr"] > 0
     report = (out / "report.md").read_text()
     assert "| test_x_dynamic |" in report and "copy-the-reference + 3 dB" in report
+    assert list(metrics["ablation"]) == list(ABLATIONS) and metrics["ablation_time_s"] > 0
+    assert metrics["ablation"]["no_ti2v"]["loss_ti2v"] is None and metrics["ablation"]["full"]["loss_ti2v"] > 0
+    for name in ABLATIONS:
+        assert f"| {name} |" in report
+        assert metrics["ablation"][name]["test_x_psnr"] > 0 and metrics["ablation"][name]["test_x_no_pose_psnr"] > 0
+    summary = (out / "ablation" / "summary.md").read_text()
+    assert all(f"ablation={name}" in summary for name in ABLATIONS) and "failed" not in summary
     capsys.readouterr()
 
-    assert main(["demo", "--quick", "--quiet", "--out", str(out)]) == 0
+    assert main(["demo", "--quick", "--ablation", "--quiet", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("reused") == 4 + len(EVAL_SPLITS) and "starting" not in printed
+    stages = 4 + len(EVAL_SPLITS) + 1 + len(ABLATIONS) * len(ABLATION_SPLITS)
+    assert printed.count("reused") == stages and "starting" not in printed
     again = json.loads((out / "metrics.json").read_text())
     assert again["this_run_s"] < again["wall_time_s"] and again["stage_times_s"] == metrics["stage_times_s"]
 

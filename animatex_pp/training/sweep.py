@@ -1,7 +1,8 @@
 """A Hydra callback that writes one summary table for a whole sweep: overrides -> final metrics.
 
 At the end of a multirun it reads each job's overrides (`.hydra/overrides.yaml`) and `metrics.json` from the sweep
-folder and writes `summary.md` and `summary.csv` beside them. A job that failed has no metrics: its row says so.
+folder and writes `summary.md` and `summary.csv` beside them. A job that failed has no metrics: its row says so; a
+metric that a finished run does not have (the ti2v loss of a run without ti2v batches) is `-`.
 """
 
 from __future__ import annotations
@@ -39,8 +40,11 @@ def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [str(row["job"]), f"`{row['overrides']}`"]
-        cells += [f"{row[name]:.4g}" if isinstance(row.get(name), float) else str(row.get(name, "failed"))
-                  for name in COLUMNS]  # fmt: skip
+        if "final_loss" not in row:
+            cells += ["failed"] * len(COLUMNS)
+        else:  # a run may lack a column: no_ti2v has no ti2v loss
+            cells += [f"{row[name]:.4g}" if isinstance(row.get(name), float) else str(row.get(name, "-"))
+                      for name in COLUMNS]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     with atomic_output(sweep_dir / "summary.md") as temporary:
         temporary.write_text("\n".join(lines) + "\n")
