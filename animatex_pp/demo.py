@@ -5,8 +5,8 @@ Stages, one function each, in order: `build_benchmark` (SynthX into `synthx/`), 
 `precompute_cache` (`cache/`: the trainer never runs the encoders), `train_model` (`train/`, exported to
 `train/export/pipeline`), `evaluate_split` per test split (`eval/<split>/`), then `write_outputs` (`demo.mp4`,
 `preview.png`, `metrics.json`, `report.md`, always rewritten: they take seconds). With `ablation=True`,
-`run_ablation` first trains the `synthx_ablation` sweep on the same data, VAE and cache (`ablation/<job>/`) and
-evaluates each point (`eval_ablation/<point>/<split>/`); the report then has the ablation table.
+`run_ablation` comes before the outputs: it trains the `synthx_ablation` sweep on the same data, VAE and cache
+(`ablation/<job>/`) and evaluates each point (`eval_ablation/<point>/<split>/`); the report then has its table.
 
 Reuse: each stage records in `stages/<name>.json` a fingerprint of its settings and of the stages it depends on,
 with `"done": false` when it starts and its result when it ends. A second run skips a done stage whose fingerprint
@@ -227,7 +227,7 @@ def _sweep_points(sweep_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def run_ablation(out: Path, config: DemoConfig, cache: str, progress: bool) -> dict[str, dict[str, Any]]:
-    """Stage 6 (`ablation=True`): `animatex-pp train -m recipe=synthx_ablation` on the demo's data, VAE and cache,
+    """The optional stage (`ablation=True`): `animatex-pp train -m recipe=synthx_ablation` on the demo's data, VAE and cache,
     then each point's exported pipeline on ABLATION_SPLITS. Returns {stage name: its result}.
 
     The sweep is the real command line in a child process: Hydra's multirun owns its process's config state and

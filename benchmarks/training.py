@@ -1,6 +1,6 @@
 """Training loop on the CPU: where `train(cfg)`'s wall time goes, with the precompute cache and on the fly.
 
-    python benchmarks/training.py                  # 4 one-process rows + a short ZeRO-2 row (~5 minutes idle)
+    python benchmarks/training.py                  # 5 one-process rows + a short ZeRO-2 row (~5 minutes idle)
     python benchmarks/training.py --steps 10 --fly-steps 2 --skip-zero2   # a quick look
     python benchmarks/training.py --threads 1      # one intra-op thread (faster on a shared 2-core machine)
     python benchmarks/training.py --steps 60 --repeats 3 --skip-zero2
@@ -8,7 +8,9 @@
 Each row is a real `train(cfg)` run of the `synthx_tiny` recipe (joint animation + ti2v, DeepSpeed, AdamW,
 TensorBoard logging, a checkpoint at the end, no export) on a small SynthX build made in a temporary folder and
 precomputed with the tiny pipeline's encoders. The rows: the tiny model at batch 1 (the "tiny step rate" that
-`benchmarks/data.py` compares data rates with) and batch 4 (the recipe's), a wider tiny transformer at batch 4,
+`benchmarks/data.py` compares data rates with) and batch 4 (the recipe's), batch 4 without the recipe's DataLoader
+worker (`data.num_workers=0`: this process reads and renders every batch itself; with the worker, the read happens
+in the worker, so only the wait for the batch is in this process's parts), a wider tiny transformer at batch 4,
 the tiny model encoding its clips on the fly (no cache: the frozen VAE and text/CLIP encoders run in the loop),
 and ZeRO-2 over 2 local processes (rank 0's view). The last two are slow on 2 cores (the VAE encodes every sample;
 two workers share the cores), so they run fewer steps.
@@ -28,7 +30,6 @@ import argparse
 import contextlib
 import functools
 import io
-import json
 import os
 import statistics
 import sys
@@ -64,15 +65,15 @@ from animatex_pp.training.distributed import launch_local  # noqa: E402
 # 8 animation + 8 ti2v clips: the fewest that give ZeRO-2's 2 ranks x batch 4 in both tasks (precompute runs the
 # VAE twice per clip, seconds each on 2 cores).
 SYNTHX = BuildConfig(size=64, frames=17, train=16, test=0, seed=0, ti2v_share=0.5)
-# The cache's EPI pool is read back by entry-name prefix, and entry "1" also matches "10/...": pools of more than
-# 10 poses fail to load (animatex_pp/data/cache.py `_pose_from`), so the pool is kept at 10.
-EPI_POOL = 10
 # Wider than tiny's 2 x 16: 4 heads x 32, the image K/V projections and FFN following the width.
 WIDE = ["+model.transformer.num_attention_heads=4", "+model.transformer.attention_head_dim=32",
         "+model.transformer.ffn_dim=256", "+model.transformer.added_kv_proj_dim=128"]  # fmt: skip
 ROWS = {
     "tiny, batch 1": {"overrides": ["data.batch_size=1"], "cache": True, "processes": 1},
     "tiny, batch 4": {"overrides": [], "cache": True, "processes": 1},
+    # The cached read renders each animation sample's pose after its EPI draw: the recipe's loader worker does it
+    # while the step runs; without it the step waits for it.
+    "tiny, batch 4, no loader worker": {"overrides": ["data.num_workers=0"], "cache": True, "processes": 1},
     "wide 4 x 32, batch 4": {"overrides": WIDE, "cache": True, "processes": 1},
     "tiny, batch 4, on the fly": {"overrides": [], "cache": False, "processes": 1},
     "tiny, batch 4, ZeRO-2": {"overrides": ["deepspeed=zero2"], "cache": True, "processes": 2},
@@ -111,16 +112,35 @@ class LoopTimer:
 _timer = LoopTimer(0)
 
 
-def _timed(part: str, function):
-    @functools.wraps(function)
-    def timed(*args, **kwargs):
+class _Timed:
+    """`function` with its time added to `part`. Pickled (as a spawned DataLoader worker's collate_fn is) as the
+    function itself: a worker's time is not this process's, only the wait for its batches is."""
+
+    def __init__(self, part: str, function):
+        functools.update_wrapper(self, function)
+        self.part, self.function = part, function
+
+    def __call__(self, *args, **kwargs):
         begin = time.perf_counter()
         try:
-            return function(*args, **kwargs)
+            return self.function(*args, **kwargs)
         finally:
-            _timer.add(part, time.perf_counter() - begin)
+            _timer.add(self.part, time.perf_counter() - begin)
 
-    return timed
+    def __get__(self, instance, owner=None):
+        # as a class attribute (Dataset.__getitem__), bind like the function it stands for
+        return self if instance is None else functools.partial(self, instance)
+
+    def __reduce__(self):
+        return _untimed, (self.function,)
+
+
+def _untimed(function):
+    return function
+
+
+def _timed(part: str, function) -> _Timed:
+    return _Timed(part, function)
 
 
 class _TimedLoader(DataLoader):
@@ -190,15 +210,8 @@ def timed_train(job: tuple[dict, int]) -> dict:
 def make_data(root: Path) -> tuple[Path, Path, int]:
     """A SynthX build and its precompute cache, cut as the recipe's data config cuts clips; and the clip count."""
     build(root / "synthx", SYNTHX, workers=1, progress=False)
-    rows = [json.loads(line) for line in (root / "synthx" / "train.jsonl").read_text().splitlines()]
-    # The metadata reader (as of this benchmark's commit) resolves `video`, `pose` and `reference` against the
-    # file's folder but keeps `reference_pose` as written, relative to the working directory: made absolute here.
-    for row in rows:
-        if "reference_pose" in row:
-            row["reference_pose"] = str(root / "synthx" / row["reference_pose"])
-    metadata = root / "synthx" / "benchmark.jsonl"
-    metadata.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    data = compose_config(["recipe=synthx_tiny", f"data.clips.epi_pool_clips={EPI_POOL}"])
+    metadata = root / "synthx" / "train.jsonl"
+    data = compose_config(["recipe=synthx_tiny"])
     clips = {**data.data.clips, "buckets": tuple(tuple(bucket) for bucket in data.data.clips.buckets)}
     index = precompute(metadata, root / "cache", ConditionEncoder(tiny_pipeline(seed=0)),
                        ClipConfig(**clips, seed=data.seed), encoder_name="tiny", progress=False)  # fmt: skip
@@ -206,8 +219,8 @@ def make_data(root: Path) -> tuple[Path, Path, int]:
 
 
 def row_config(row: dict, metadata: Path, cache: Path, steps: int, run_dir: Path) -> dict:
-    overrides = ["recipe=synthx_tiny", f"data.metadata={metadata}", f"data.clips.epi_pool_clips={EPI_POOL}",
-                 f"trainer.max_steps={steps}", f"trainer.num_processes={row['processes']}",
+    overrides = ["recipe=synthx_tiny", f"data.metadata={metadata}", f"trainer.max_steps={steps}",
+                 f"trainer.num_processes={row['processes']}",
                  "trainer.export.enabled=false", f"run_dir={run_dir}", *row["overrides"]]  # fmt: skip
     if row["cache"]:
         overrides.append(f"data.cache={cache}")
