@@ -12,10 +12,10 @@ from pathlib import Path
 
 EPILOG = """\
 examples:
-  animatex-pp demo                          # into ./animatex-demo: about 15 minutes on 2 CPU cores
+  animatex-pp demo                          # into ./animatex-demo: 8 to 15 minutes on 2 CPU cores
   animatex-pp demo --out /tmp/demo          # a second run reuses every stage already built
   animatex-pp demo --quick --out /tmp/q     # every stage at toy sizes (a minute or two): checks the install
-  animatex-pp demo --ablation               # and the synthx_ablation sweep: four more runs, about 30 minutes
+  animatex-pp demo --ablation               # then the synthx_ablation sweep: four more runs, ~20 minutes
 
 Writes DIR/demo.mp4 (reference | pose | output), DIR/preview.png, DIR/metrics.json and DIR/report.md.
 Exit codes: 0 done, 1 failed, 2 bad arguments.
