@@ -136,11 +136,8 @@ class _Timed:
 
 
 def _untimed(function):
+    """What a pickled `_Timed` loads as: the function it timed."""
     return function
-
-
-def _timed(part: str, function) -> _Timed:
-    return _Timed(part, function)
 
 
 class _TimedLoader(DataLoader):
@@ -171,8 +168,8 @@ def _timed_initialize(initialize):
     @functools.wraps(initialize)
     def wrapped(*args, **kwargs):
         engine, *rest = initialize(*args, **kwargs)
-        engine.backward = _timed("backward", engine.backward)
-        engine.step = _timed("optimizer", engine.step)
+        engine.backward = _Timed("backward", engine.backward)
+        engine.step = _Timed("optimizer", engine.step)
         return (engine, *rest)
 
     return wrapped
@@ -183,17 +180,17 @@ def install_timers() -> None:
     """Wrap what the loop calls, once per process (the trainer looks these names up at call time)."""
     trainer.DataLoader = _TimedLoader
     trainer.tqdm = _TimedBar
-    trainer.training_loss = _timed("forward", trainer.training_loss)
-    trainer.collate = _timed("collate", trainer.collate)
-    trainer._all_ranks_finite = _timed("sync", trainer._all_ranks_finite)
-    trainer._mean_over_ranks = _timed("sync", trainer._mean_over_ranks)
-    checkpoint.save_checkpoint = _timed("checkpoint", checkpoint.save_checkpoint)
+    trainer.training_loss = _Timed("forward", trainer.training_loss)
+    trainer.collate = _Timed("collate", trainer.collate)
+    trainer._all_ranks_finite = _Timed("sync", trainer._all_ranks_finite)
+    trainer._mean_over_ranks = _Timed("sync", trainer._mean_over_ranks)
+    checkpoint.save_checkpoint = _Timed("checkpoint", checkpoint.save_checkpoint)
     deepspeed.initialize = _timed_initialize(deepspeed.initialize)
-    TaskMixingSampler.batch_at = _timed("sampler", TaskMixingSampler.batch_at)
-    CachedClipDataset.__getitem__ = _timed("read", CachedClipDataset.__getitem__)
-    ClipDataset.__getitem__ = _timed("read", ClipDataset.__getitem__)
-    ConditionEncoder.encode = _timed("encode", ConditionEncoder.encode)
-    SummaryWriter.add_scalar = _timed("tensorboard", SummaryWriter.add_scalar)
+    TaskMixingSampler.batch_at = _Timed("sampler", TaskMixingSampler.batch_at)
+    CachedClipDataset.__getitem__ = _Timed("read", CachedClipDataset.__getitem__)
+    ClipDataset.__getitem__ = _Timed("read", ClipDataset.__getitem__)
+    ConditionEncoder.encode = _Timed("encode", ConditionEncoder.encode)
+    SummaryWriter.add_scalar = _Timed("tensorboard", SummaryWriter.add_scalar)
 
 
 def timed_train(job: tuple[dict, int]) -> dict:
