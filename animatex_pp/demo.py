@@ -227,8 +227,8 @@ def _sweep_points(sweep_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def run_ablation(out: Path, config: DemoConfig, cache: str, progress: bool) -> dict[str, dict[str, Any]]:
-    """The optional stage (`ablation=True`): `animatex-pp train -m recipe=synthx_ablation` on the demo's data, VAE and cache,
-    then each point's exported pipeline on ABLATION_SPLITS. Returns {stage name: its result}.
+    """The optional stage (`ablation=True`): `animatex-pp train -m recipe=synthx_ablation` on the demo's data, VAE
+    and cache, then each point's exported pipeline on ABLATION_SPLITS. Returns {stage name: its result}.
 
     The sweep is the real command line in a child process: Hydra's multirun owns its process's config state and
     launcher, and this is exactly what a user runs. An interrupted sweep reruns with resume=auto, so finished
