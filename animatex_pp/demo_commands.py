@@ -56,7 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", default="animatex-demo", help="folder to write (default: ./animatex-demo)")
     demo.add_argument("--quick", action="store_true", help="toy sizes: every stage runs, nothing is learnt")
     demo.add_argument("--steps", type=int, help="training steps (default: the synthx_tiny recipe's)")
-    demo.add_argument("--vae-steps", type=int, help="VAE fitting steps (default: 300)")
+    demo.add_argument(
+        "--vae-steps", type=int, help="VAE fitting steps on 5-frame crops (default: 400), before 150 on whole clips"
+    )
     demo.add_argument(
         "--ablation",
         action="store_true",

@@ -33,7 +33,7 @@ def smooth_clips(count: int, frames: int = 5, size: int = 32) -> np.ndarray:
 
 
 def test_fit_vae_learns_and_saves_a_loadable_vae_with_its_statistics(tmp_path):
-    result = fit_vae(smooth_clips(4), tmp_path, steps=30, held_out=smooth_clips(1), batch_size=2,
+    result = fit_vae(smooth_clips(4), tmp_path, steps=30, clip_steps=5, held_out=smooth_clips(1), batch_size=2,
                      progress=False)  # fmt: skip
     assert result["final_l1"] < result["first_l1"]
     assert np.isfinite(result["psnr"]) and result["psnr"] > 5
@@ -50,8 +50,26 @@ def test_fit_vae_learns_and_saves_a_loadable_vae_with_its_statistics(tmp_path):
     assert latents.shape == (1, 16, 2, 4, 4)  # 4x temporal (after the first frame), 8x spatial
 
 
+def test_fit_vae_trains_on_crops_then_on_whole_clips(tmp_path, monkeypatch):
+    """The two phases: `steps` batches of `crop_frames`-frame crops, then `clip_steps` batches of whole clips (the
+    later chunks' causal caches are only trained by the second)."""
+    encoded = []
+    encode = AutoencoderKLWan.encode
+
+    def recording_encode(vae, video, *args, **kwargs):
+        if vae.training:
+            encoded.append(tuple(video.shape[:3]))  # (clips, channels, frames)
+        return encode(vae, video, *args, **kwargs)
+
+    monkeypatch.setattr(AutoencoderKLWan, "encode", recording_encode)
+    result = fit_vae(smooth_clips(4, frames=9), tmp_path, steps=3, clip_steps=2, held_out=smooth_clips(1, frames=9),
+                     batch_size=3, clip_batch_size=2, crop_frames=5, progress=False)  # fmt: skip
+    assert encoded == [(3, 3, 5)] * 3 + [(2, 3, 9)] * 2
+    assert (result["steps"], result["clip_steps"]) == (3, 2)
+
+
 def test_fit_vae_holds_out_a_tenth_when_no_held_out_clips_are_given(tmp_path):
-    result = fit_vae(smooth_clips(10), tmp_path, steps=1, progress=False)
+    result = fit_vae(smooth_clips(10), tmp_path, steps=1, clip_steps=1, progress=False)
     assert (result["train_clips"], result["held_out_clips"]) == (9, 1)
 
 
@@ -63,6 +81,8 @@ def test_fit_vae_holds_out_a_tenth_when_no_held_out_clips_are_given(tmp_path):
         (smooth_clips(2), {"crop_frames": 9}, "at most the clips' 5 frames"),
         (smooth_clips(2).astype(np.float32), {}, "uint8 videos"),
         (smooth_clips(2), {"steps": 0}, "must be positive"),
+        (smooth_clips(2), {"clip_steps": -1}, "clip_steps at least 0"),
+        (smooth_clips(2), {"clip_batch_size": 0}, "must be positive"),
     ],
 )
 def test_fit_vae_refuses_bad_input_before_training(tmp_path, videos, options, message):
