@@ -102,9 +102,9 @@ def _reconstruction_psnr(vae: AutoencoderKLWan, videos: np.ndarray) -> float:
 def fit_vae(
     videos: str | os.PathLike | np.ndarray,
     out_dir: str | os.PathLike,
-    steps: int = 300,
+    steps: int = 400,
     *,
-    clip_steps: int = 100,
+    clip_steps: int = 150,
     held_out: str | os.PathLike | np.ndarray | None = None,
     batch_size: int = 4,
     clip_batch_size: int = 2,
