@@ -13,9 +13,11 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-# Each config group folder is a package of YAML files (setuptools installs data only inside packages).
+# Each config group folder is a package of YAML files (setuptools installs data only inside packages), and so is the
+# top-level recipes/ folder.
 CONFIG_PACKAGES = ["animatex_pp.conf", *(f"animatex_pp.conf.{group.name}" for group in sorted(Path("conf").iterdir())
-                                         if group.is_dir() and not group.name.startswith(("_", ".")))]  # fmt: skip
+                                         if group.is_dir() and not group.name.startswith(("_", "."))),
+                   "animatex_pp.recipes"]  # fmt: skip
 
 CORE_REQUIREMENTS = [
     "torch>=2.4",
@@ -57,10 +59,10 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    # The repository's top-level conf/ (Hydra groups, recipes under conf/recipe) installs as animatex_pp.conf, so it
-    # cannot collide with another project's top-level `conf` package (DESIGN §5.3).
+    # The repository's top-level conf/ (Hydra groups) and recipes/ install as animatex_pp.conf and
+    # animatex_pp.recipes, so they cannot collide with another project's top-level packages (docs/architecture.md).
     packages=[*find_packages(include=["animatex_pp", "animatex_pp.*"]), *CONFIG_PACKAGES],
-    package_dir={"animatex_pp.conf": "conf"},
+    package_dir={"animatex_pp.conf": "conf", "animatex_pp.recipes": "recipes"},
     package_data={package: ["*.yaml"] for package in CONFIG_PACKAGES},
     include_package_data=True,
     install_requires=CORE_REQUIREMENTS,

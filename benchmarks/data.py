@@ -49,9 +49,9 @@ from animatex_pp.data.clips import ClipConfig, ClipDataset, SampleKey, collate  
 from animatex_pp.data.encode import ConditionEncoder  # noqa: E402
 from animatex_pp.data.metadata import read_metadata  # noqa: E402
 from animatex_pp.data.sampler import TaskMixingSampler  # noqa: E402
-from animatex_pp.data.video import read_video, write_video  # noqa: E402
+from animatex_pp.io.video import read_video, write_video  # noqa: E402
 from animatex_pp.models.transformer import AnimateXTransformer3DModel  # noqa: E402
-from animatex_pp.pose.conditioning import resize_frames  # noqa: E402
+from animatex_pp.pipelines.conditioning import resize_frames  # noqa: E402
 from animatex_pp.pose.sequence import PoseSequence  # noqa: E402
 from animatex_pp.testing import tiny_pipeline  # noqa: E402
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from animatex_pp.data.video import read_video  # noqa: E402
+from animatex_pp.io.video import read_video  # noqa: E402
 from animatex_pp.pose import extract, render  # noqa: E402
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "assets" / "videos" / "fashion_walk_380f.mp4"

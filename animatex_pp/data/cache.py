@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from animatex_pp.data.clips import ClipConfig, ClipDataset, SampleKey, collate, make_epi, pose_inputs
 from animatex_pp.data.encode import ENCODED_TENSORS, ConditionEncoder
 from animatex_pp.data.metadata import ClipRecord, read_metadata
-from animatex_pp.files import atomic_output
+from animatex_pp.io.files import atomic_output
 from animatex_pp.pose.augment import EPIAugment
 from animatex_pp.pose.sequence import PoseSequence
 

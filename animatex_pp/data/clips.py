@@ -2,7 +2,7 @@
 
 A `ClipDataset` is map-style, indexed by `SampleKey(step, rank, index)` (the `TaskMixingSampler` yields them): the
 key's clip is read with a window, a reference frame and an EPI augmentation that are all drawn from `(seed, step,
-rank, index)` (`animatex_pp.randomness`), so the same key gives the same sample in any process.
+rank, index)` (`animatex_pp.data.randomness`), so the same key gives the same sample in any process.
 
 A sample holds named tensors:
 
@@ -10,7 +10,7 @@ A sample holds named tensors:
   random start, resized to the clip's resolution bucket with the pipeline's own image processor;
 - `reference` (3, H, W) in [-1, 1]: animation: a random frame of the whole video, inside or outside the window
   (UniAnimate-DiT's practice), or the clip's `reference` image; ti2v: the clip's first frame;
-- animation only, all prepared by `animatex_pp.pose.conditioning.prepare_pose` (the pipeline's own code) from one
+- animation only, all prepared by `animatex_pp.pipelines.conditioning.prepare_pose` (the pipeline's own code) from one
   pose, the window's pose after EPI augmentation: `pose_video` (3, F, H, W) in [0, 1], `pose_keypoints`
   (F, 18, 2) and `reference_pose` (3, H, W) in [0, 1] (the reference frame's own, unaugmented pose); and
   `driving_frames` uint8 (F, H, W, 3), the window's frames, whose CLIP features feed the IPI;
@@ -36,11 +36,11 @@ from torch.utils.data import Dataset, default_collate
 
 from animatex_pp.data.buckets import Bucket, check_buckets, nearest_bucket
 from animatex_pp.data.metadata import ClipRecord
-from animatex_pp.data.video import count_selected, iter_video, source_frame_index
+from animatex_pp.data.randomness import numpy_generator
+from animatex_pp.io.video import count_selected, iter_video, source_frame_index
+from animatex_pp.pipelines.conditioning import prepare_pose
 from animatex_pp.pose.augment import EPIAugment
-from animatex_pp.pose.conditioning import prepare_pose
 from animatex_pp.pose.sequence import PoseSequence
-from animatex_pp.randomness import numpy_generator
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from animatex_pp.data.video import IMAGE_SUFFIXES, VideoInfo, video_info
+from animatex_pp.io.video import IMAGE_SUFFIXES, VideoInfo, video_info
 from animatex_pp.pose.sequence import PoseSequence
 
 logger = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ import numpy as np
 
 from animatex_pp.data.buckets import Bucket
 from animatex_pp.data.clips import SampleKey
-from animatex_pp.randomness import numpy_generator
+from animatex_pp.data.randomness import numpy_generator
 
 logger = logging.getLogger(__name__)
 

@@ -36,23 +36,14 @@ import PIL.ImageFont
 from tqdm.auto import tqdm
 
 from animatex_pp import __version__
+from animatex_pp.cli.checks import DTYPES, _check_device, _existing_dir, _refuse_inputs, _torch_dtype, _writable_folder
+from animatex_pp.cli.generate import _load_pipeline, _load_reference_pose, _model_geometry
 from animatex_pp.data.metadata import ClipRecord, read_metadata
-from animatex_pp.data.preview import LABEL_HEIGHT, MIN_SHEET_CELL_HEIGHT, as_uint8_image, preview_frames
-from animatex_pp.data.video import DEFAULT_FPS, read_video, video_info, write_video
 from animatex_pp.eval.metrics import l1, psnr, psnr_star, ssim
 from animatex_pp.eval.motion import background_motion_accuracy, estimate_background_motion, expected_motion_label
-from animatex_pp.files import atomic_output
-from animatex_pp.pipelines.commands import (
-    DTYPES,
-    _check_device,
-    _existing_dir,
-    _load_pipeline,
-    _load_reference_pose,
-    _model_geometry,
-    _refuse_inputs,
-    _torch_dtype,
-    _writable_folder,
-)
+from animatex_pp.io.files import atomic_output
+from animatex_pp.io.preview import LABEL_HEIGHT, MIN_SHEET_CELL_HEIGHT, as_uint8_image, preview_frames
+from animatex_pp.io.video import DEFAULT_FPS, read_video, video_info, write_video
 
 if TYPE_CHECKING:
     from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
@@ -267,7 +258,7 @@ def _resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def _read_inputs(clip: EvalClip) -> dict[str, Any]:
     """The clip's frames, reference, poses, driving frames and masks, all cut to `clip.num_frames`."""
-    from animatex_pp.data.image import read_image
+    from animatex_pp.io.image import read_image
     from animatex_pp.pose.sequence import PoseSequence
     from animatex_pp.synthx.truth import read_truth
 
@@ -469,7 +460,7 @@ def markdown_table(metrics: dict) -> str:
 
 def _pose_frames(inputs: dict, clip: EvalClip) -> np.ndarray:
     """The skeleton frames the pose stream saw (the pipeline's rendering), or black frames for a ti2v clip."""
-    from animatex_pp.pose.conditioning import prepare_pose
+    from animatex_pp.pipelines.conditioning import prepare_pose
 
     if inputs["pose"] is None:
         return np.zeros_like(inputs["truth"])

@@ -1,7 +1,7 @@
 """Frame fidelity against ground truth (PSNR, PSNR*, SSIM, L1) and character keypoint error.
 
 Every video metric takes one clip as two (F, H, W, 3) RGB videos — uint8 in [0, 255] or float in [0, 1], numpy or
-torch (``animatex_pp.eval.frames``) — scores each frame against its ground-truth frame and returns the mean over
+torch (``animatex_pp.io.frames``) — scores each frame against its ground-truth frame and returns the mean over
 frames. Averages over clips are the caller's (the mean of per-clip means).
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from animatex_pp.eval.frames import to_unit_float
+from animatex_pp.io.frames import to_unit_float
 from animatex_pp.pose.sequence import PoseSequence
 from animatex_pp.pose.skeleton import CONF_THRESHOLD, L_HIP, NECK, R_HIP
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from animatex_pp.eval.frames import to_unit_float
+from animatex_pp.io.frames import to_unit_float
 
 LABELS = ("left", "right", "up", "down", "zoom_in", "zoom_out", "still", "unknown")  # "unknown": not measurable
 

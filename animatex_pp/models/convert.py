@@ -36,7 +36,7 @@ from diffusers import WanTransformer3DModel
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from animatex_pp.files import atomic_output
+from animatex_pp.io.files import atomic_output
 from animatex_pp.models.pose_streams import sinusoidal_position_table
 from animatex_pp.models.transformer import AnimateXTransformer3DModel
 from animatex_pp.models.weight_files import REDOWNLOAD, check_safetensors

@@ -33,7 +33,7 @@ from diffusers.models.transformers.transformer_wan import WanTransformerBlock
 from diffusers.utils import apply_lora_scale, logging
 from diffusers.utils.accelerate_utils import apply_forward_hook
 
-from animatex_pp.files import give_umask_permissions
+from animatex_pp.io.files import give_umask_permissions
 from animatex_pp.models.pose_streams import (
     ImplicitPoseIndicator,
     PoseVideoEncoder,

@@ -37,9 +37,10 @@ from diffusers.video_processor import VideoProcessor
 from transformers import CLIPVisionModel, CLIPVisionModelWithProjection, UMT5EncoderModel
 from transformers.image_processing_utils import BaseImageProcessor
 
-from animatex_pp.data.preview import as_uint8_image
-from animatex_pp.files import give_umask_permissions
+from animatex_pp.io.files import give_umask_permissions
+from animatex_pp.io.preview import as_uint8_image
 from animatex_pp.models.transformer import AnimateXTransformer3DModel, PoseConditions
+from animatex_pp.pipelines.conditioning import clip_pixel_values, pad_frames, prepare_pose
 from animatex_pp.pipelines.windowing import (
     WINDOW_STRATEGIES,
     LatentWindow,
@@ -48,7 +49,6 @@ from animatex_pp.pipelines.windowing import (
     default_overlap,
     plan_windows,
 )
-from animatex_pp.pose.conditioning import clip_pixel_values, pad_frames, prepare_pose
 from animatex_pp.pose.sequence import PoseSequence
 
 logger = logging.get_logger(__name__)
@@ -451,7 +451,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         keep_missing_parts: bool,
         device: torch.device,
     ) -> PoseInputs:
-        """The pose streams' inputs (`animatex_pp.pose.conditioning.prepare_pose`), with the driving frames' CLIP
+        """The pose streams' inputs (`animatex_pp.pipelines.conditioning.prepare_pose`), with the driving frames' CLIP
         features, for `plan.generation_frames` frames; the pose video stays uint8 until a window needs it.
 
         When fewer frames are asked for than the IPI's window holds, the inputs' own later frames fill the window

@@ -5,7 +5,7 @@ Backends share one small interface (`PoseBackend`): called on an RGB uint8 frame
 releases resources. `extract` accepts a backend name or any object with that interface, and runs it through
 `views.MultiScaleBackend` (each frame at a size the backend works at, retried at another scale and in crops when
 nobody is found); frames where nobody is found are logged as a warning naming the input. Still images, from a file
-or as PIL images, are seen as a viewer shows them (`animatex_pp.data.image`: upright, 16-bit levels scaled rather
+or as PIL images, are seen as a viewer shows them (`animatex_pp.io.image`: upright, 16-bit levels scaled rather
 than clipped, transparency composited on white), so the backend looks at the picture the user sees.
 """
 
@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from animatex_pp.data.image import read_image, to_rgb
-from animatex_pp.data.video import (
+from animatex_pp.io.image import read_image, to_rgb
+from animatex_pp.io.video import (
     IMAGE_SUFFIXES,
     check_selection,
     count_selected,

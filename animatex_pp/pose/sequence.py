@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from animatex_pp.data.video import source_frame_index
-from animatex_pp.files import atomic_output
+from animatex_pp.io.files import atomic_output
+from animatex_pp.io.video import source_frame_index
 from animatex_pp.pose.skeleton import CONF_THRESHOLD, NUM_BODY, NUM_FACE, NUM_FEET, NUM_HAND
 
 __all__ = ["PoseSequence"]

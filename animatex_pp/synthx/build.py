@@ -26,8 +26,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from animatex_pp import __version__
-from animatex_pp.data.video import write_video
-from animatex_pp.files import atomic_directory
+from animatex_pp.io.files import atomic_directory
+from animatex_pp.io.video import write_video
 from animatex_pp.pose.sequence import PoseSequence
 from animatex_pp.synthx import motions
 from animatex_pp.synthx.bodies import FAMILIES, sample_body

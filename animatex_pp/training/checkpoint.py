@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from animatex_pp.files import atomic_directory, atomic_output
+from animatex_pp.io.files import atomic_directory, atomic_output
 
 LATEST_FILE = "latest.json"
 STATE_FILE = "state.json"

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from animatex_pp.data.clips import TEMPORAL_COMPRESSION
-from animatex_pp.files import atomic_output
+from animatex_pp.io.files import atomic_output
 from animatex_pp.models.transformer import AnimateXTransformer3DModel, count_parameters
 from animatex_pp.training.distributed import deepspeed_config
 from animatex_pp.training.model import MODEL_SOURCES, apply_adapters, param_groups, trainable_table

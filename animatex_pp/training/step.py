@@ -1,6 +1,6 @@
 """One training step's loss: condition dropout, the pose streams (or their zero stand-in), the flow objective.
 
-Every random draw (σ, noise, dropout) comes from `animatex_pp.randomness` keyed by `(seed, step, rank)`, so a
+Every random draw (σ, noise, dropout) comes from `animatex_pp.data.randomness` keyed by `(seed, step, rank)`, so a
 resumed run repeats the interrupted one exactly.
 
 A ti2v step has no pose, yet every trainable pose-stream parameter must still get a gradient: ZeRO-2/3 reduce
@@ -15,8 +15,8 @@ import dataclasses
 
 import torch
 
+from animatex_pp.data.randomness import torch_generator
 from animatex_pp.models.transformer import AnimateXTransformer3DModel, PoseConditions
-from animatex_pp.randomness import torch_generator
 from animatex_pp.training.objective import FlowObjective
 
 NUM_KEYPOINTS = 18

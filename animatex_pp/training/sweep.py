@@ -17,7 +17,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from animatex_pp.files import atomic_output
+from animatex_pp.io.files import atomic_output
 
 COLUMNS = ("final_loss", "loss_animation", "loss_ti2v", "steps", "samples_per_s", "wall_time_s")
 

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from animatex_pp.data.clips import collate
-from animatex_pp.files import atomic_output
+from animatex_pp.io.files import atomic_output
 from animatex_pp.training import checkpoint as ckpt
 from animatex_pp.training.config import clip_config
 from animatex_pp.training.distributed import (

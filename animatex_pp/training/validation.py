@@ -35,10 +35,10 @@ import torch
 
 from animatex_pp.data.clips import ClipDataset, SampleKey
 from animatex_pp.data.metadata import load_metadata
-from animatex_pp.data.preview import LABEL_HEIGHT, as_uint8_video, contact_sheet, preview_frames
-from animatex_pp.data.video import write_video
-from animatex_pp.files import atomic_directory
-from animatex_pp.pose.conditioning import prepare_pose
+from animatex_pp.io.files import atomic_directory
+from animatex_pp.io.preview import LABEL_HEIGHT, as_uint8_video, contact_sheet, preview_frames
+from animatex_pp.io.video import write_video
+from animatex_pp.pipelines.conditioning import prepare_pose
 from animatex_pp.training.checkpoint import gathered_state, materialize, tag_for
 from animatex_pp.training.config import clip_config
 

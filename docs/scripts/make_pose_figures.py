@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from animatex_pp.data.image import read_image
-from animatex_pp.data.video import read_video
+from animatex_pp.io.image import read_image
+from animatex_pp.io.video import read_video
 from animatex_pp.pose import EPIAugment, PoseSequence, extract, render, retarget
 from animatex_pp.pose.augment import EPIPlan
 

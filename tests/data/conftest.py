@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from animatex_pp.data.video import read_video, write_video
-from animatex_pp.pose.conditioning import resize_frames
+from animatex_pp.io.video import read_video, write_video
+from animatex_pp.pipelines.conditioning import resize_frames
 from tests.pose.synthetic import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
 
 CLIP_HEIGHT, CLIP_WIDTH = 96, 64  # portrait, like the dance videos

@@ -10,8 +10,8 @@ from animatex_pp.data.cache import CachedClipDataset, precompute
 from animatex_pp.data.clips import ClipConfig, ClipDataset, SampleKey, collate, pose_inputs
 from animatex_pp.data.encode import ConditionEncoder
 from animatex_pp.data.metadata import read_metadata
-from animatex_pp.data.video import read_video, write_video
-from animatex_pp.pose.conditioning import resize_frames
+from animatex_pp.io.video import read_video, write_video
+from animatex_pp.pipelines.conditioning import resize_frames
 from animatex_pp.testing import tiny_pipeline
 
 CONFIG = ClipConfig(num_frames=9, max_stride=2, buckets=((96, 64), (64, 96)), epi_probability=1.0, seed=5)

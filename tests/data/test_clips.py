@@ -10,7 +10,7 @@ import torch
 
 from animatex_pp.data.clips import ClipConfig, ClipDataset, SampleKey, collate
 from animatex_pp.data.metadata import read_metadata
-from animatex_pp.pose.conditioning import prepare_pose
+from animatex_pp.pipelines.conditioning import prepare_pose
 
 CONFIG = ClipConfig(num_frames=9, max_stride=2, buckets=((96, 64), (64, 96)), epi_probability=1.0, seed=3)
 
@@ -55,7 +55,7 @@ def test_pose_inputs_come_from_the_augmented_pose_through_the_pipelines_preparat
     key = SampleKey(2, 0, 1)
     sample = dataset[key]
     raw = dataset.read(1, dataset.window(key))
-    from animatex_pp.randomness import numpy_generator
+    from animatex_pp.data.randomness import numpy_generator
 
     plan = dataset.epi.sample(numpy_generator(CONFIG.seed, "epi", *key))
     augmented = dataset.epi.apply(raw.pose, plan)

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from animatex_pp.cli import EXIT_BAD_INPUT, EXIT_OK, main
-from animatex_pp.data.video import read_video
 from animatex_pp.eval.evaluate import _pipeline_identity, evaluate
+from animatex_pp.io.video import read_video
 from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
 from animatex_pp.synthx.build import BuildConfig, build
 from animatex_pp.testing import tiny_pipeline
@@ -125,7 +125,7 @@ def _unwritable(context):
         raise PermissionError(errno.EACCES, "Permission denied")
 
     # Root (the tests' usual user in containers) ignores permission bits, so the write probe is made to fail.
-    context.monkeypatch.setattr("animatex_pp.pipelines.commands.tempfile.TemporaryFile", refuse)
+    context.monkeypatch.setattr("animatex_pp.cli.checks.tempfile.TemporaryFile", refuse)
 
 
 MODEL, DATA, OUT = 2, 4, 6  # positions of the values in the argument list

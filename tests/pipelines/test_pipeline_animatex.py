@@ -9,8 +9,8 @@ from transformers import CLIPImageProcessorPil
 
 from animatex_pp import AnimateXPipeline
 from animatex_pp.models.presets import split_preset
+from animatex_pp.pipelines.conditioning import official_strokes
 from animatex_pp.pose import PoseSequence, render, retarget
-from animatex_pp.pose.conditioning import official_strokes
 from animatex_pp.testing import tiny_components, tiny_pipeline
 
 SIZE = 32

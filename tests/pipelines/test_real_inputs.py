@@ -5,8 +5,8 @@ import PIL.Image
 import pytest
 import torch
 
-from animatex_pp.data.preview import write_contact_sheet
-from animatex_pp.data.video import read_video, write_video
+from animatex_pp.io.preview import write_contact_sheet
+from animatex_pp.io.video import read_video, write_video
 from animatex_pp.pose import extract, render
 from animatex_pp.testing import tiny_pipeline
 

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from animatex_pp.data.video import read_video
 from animatex_pp.eval.motion import estimate_background_motion, expected_motion_label
+from animatex_pp.io.video import read_video
 from animatex_pp.synthx.captions import BACKGROUND_PHRASES, SPEED_WORDS, caption
 from animatex_pp.synthx.scenes import CAMERA_LABELS, background_frames, sample_camera
 from animatex_pp.synthx.truth import clip_truth

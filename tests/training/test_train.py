@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from animatex_pp.cli import main
 from animatex_pp.training import train
-from animatex_pp.training.config import compose_config, config_dir
+from animatex_pp.training.config import compose_config, config_dir, recipes_dir
 
 GROUPS = ("model", "data", "task_mix", "adapter", "optim", "deepspeed", "trainer", "validation", "logger", "ablation")
 
@@ -35,7 +35,7 @@ def test_every_option_of_every_group_composes(group):
 
 
 def test_recipes_compose_with_their_header():
-    recipes = sorted((config_dir() / "recipe").glob("*.yaml"))
+    recipes = sorted(recipes_dir().glob("*.yaml"))
     assert {path.stem for path in recipes} >= {"animatex_pp_wan14b_480p", "synthx_tiny", "synthx_ablation"}
     for path in recipes:
         lines = path.read_text().splitlines()
@@ -232,15 +232,15 @@ def test_the_ema_is_exported_checkpointed_and_resumed(clip_folder, tmp_path):
 
 def test_the_installed_package_finds_its_configs_outside_the_checkout(tmp_path):
     script = (
-        "from animatex_pp.training.config import compose_config, config_dir; "
+        "from animatex_pp.training.config import compose_config, recipes_dir; "
         "cfg = compose_config(['recipe=synthx_ablation', 'run_dir=x']); "
-        "print(config_dir(), cfg.trainer.max_steps)"
+        "print(recipes_dir(), cfg.trainer.max_steps)"
     )
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     folder, steps = result.stdout.split()
-    assert (Path(folder) / "recipe" / "synthx_tiny.yaml").is_file() and int(steps) > 0
+    assert (Path(folder) / "synthx_tiny.yaml").is_file() and int(steps) > 0
 
 
 def test_synthx_is_built_only_when_a_run_needs_its_metadata(tmp_path, monkeypatch):

@@ -7,8 +7,8 @@ import PIL.Image
 import pytest
 from omegaconf import OmegaConf
 
-from animatex_pp.data.preview import LABEL_HEIGHT
-from animatex_pp.data.video import read_video
+from animatex_pp.io.preview import LABEL_HEIGHT
+from animatex_pp.io.video import read_video
 from animatex_pp.testing import tiny_components, tiny_pipeline
 from animatex_pp.training import train
 from animatex_pp.training.config import compose_config, config_dir

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from animatex_pp.files import atomic_output
+from animatex_pp.io.files import atomic_output
 
 __all__ = ["QUICK", "DemoConfig", "run_demo"]
 
@@ -140,7 +140,7 @@ def build_benchmark(out: Path, config: DemoConfig, progress: bool) -> tuple[str,
 
 def fit_demo_vae(out: Path, config: DemoConfig, synthx: str, progress: bool) -> tuple[str, dict[str, Any]]:
     """Stage 2: the VAE fitted on the SynthX training videos, its PSNR measured on held-out test_x clips."""
-    from animatex_pp.training.vae import VAE_CONFIG, fit_vae, load_videos
+    from animatex_pp.demo.codec import VAE_CONFIG, fit_vae, load_videos
 
     settings = {
         "synthx": synthx,
@@ -298,11 +298,11 @@ def _demo_clip(out: Path, config: DemoConfig) -> None:
     import numpy as np
     import torch
 
-    from animatex_pp.data.image import read_image
-    from animatex_pp.data.preview import write_contact_sheet, write_preview_video
-    from animatex_pp.data.video import read_video
+    from animatex_pp.io.image import read_image
+    from animatex_pp.io.preview import write_contact_sheet, write_preview_video
+    from animatex_pp.io.video import read_video
+    from animatex_pp.pipelines.conditioning import official_strokes
     from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
-    from animatex_pp.pose.conditioning import official_strokes
     from animatex_pp.pose.render import render
     from animatex_pp.pose.sequence import PoseSequence
 

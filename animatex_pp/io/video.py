@@ -25,7 +25,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from animatex_pp.files import atomic_output
+from animatex_pp.io.files import atomic_output
 
 __all__ = [
     "DEFAULT_FPS",

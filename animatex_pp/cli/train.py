@@ -25,7 +25,9 @@ Exit codes: 0 done, 1 failed, 2 bad arguments, config or files.
 def _hydra_main():
     import hydra
 
-    from animatex_pp.training.config import CONFIG_NAME, config_dir
+    from animatex_pp.training.config import CONFIG_NAME, config_dir, register_recipes
+
+    register_recipes()
 
     @hydra.main(config_path=str(config_dir()), config_name=CONFIG_NAME, version_base="1.3")
     def hydra_train(cfg):

@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from animatex_pp.data.video import IMAGE_SUFFIXES
-
-POSE_SUFFIXES = frozenset({".npz", ".json"})
+from animatex_pp.cli.checks import POSE_SUFFIXES
+from animatex_pp.io.video import IMAGE_SUFFIXES
 
 EPILOG = """\
 examples:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from animatex_pp.data.preview import as_uint8_image, as_uint8_video
+from animatex_pp.io.preview import as_uint8_image, as_uint8_video
 from animatex_pp.pose.render import render
 from animatex_pp.pose.retarget import retarget
 from animatex_pp.pose.sequence import PoseSequence

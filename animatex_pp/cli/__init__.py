@@ -1,7 +1,8 @@
 """The `animatex-pp` command: a thin shell over the library.
 
-Each area of the library contributes its subcommands through a `register(subparsers)` function in its own
-`commands` module, listed in `COMMAND_MODULES`; this file only parses, dispatches and maps errors to exit codes.
+Each command is one thin module of this package with a `register(subparsers)` function, listed in
+`COMMAND_MODULES`; `checks` holds the argument checks they share. This file only parses, dispatches and maps errors
+to exit codes; the work is the library's.
 
 Exit codes: 0 success, 1 the command ran and failed, 2 bad usage or bad input (a missing or wrong file: one line
 on stderr, no traceback), 130 interrupted (Ctrl-C; outputs are written atomically, so any earlier file is kept).
@@ -21,13 +22,15 @@ from animatex_pp import __version__
 from animatex_pp.logs import VERBOSE_ENV, filtered_native_stderr, quiet_third_party_logs, verbose_requested
 
 COMMAND_MODULES: list[str] = [
-    "animatex_pp.pipelines.commands",
-    "animatex_pp.pose.commands",
-    "animatex_pp.data.commands",
-    "animatex_pp.synthx.commands",
-    "animatex_pp.training.commands",
-    "animatex_pp.eval.commands",
-    "animatex_pp.demo_commands",
+    "animatex_pp.cli.generate",
+    "animatex_pp.cli.convert",
+    "animatex_pp.cli.pose",
+    "animatex_pp.cli.data",
+    "animatex_pp.cli.precompute",
+    "animatex_pp.cli.synthx",
+    "animatex_pp.cli.train",
+    "animatex_pp.cli.eval",
+    "animatex_pp.cli.demo",
 ]
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -96,7 +99,3 @@ def console_main() -> None:
     with filtered_native_stderr() if quiet else nullcontext():
         code = main(argv)
     sys.exit(code)
-
-
-if __name__ == "__main__":
-    console_main()

@@ -7,8 +7,8 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from animatex_pp.data.image import ALPHA_BACKGROUND, read_image
-from animatex_pp.data.preview import as_uint8_image
+from animatex_pp.io.image import ALPHA_BACKGROUND, read_image
+from animatex_pp.io.preview import as_uint8_image
 
 
 def write_16_bit_png(path, levels: np.ndarray) -> None:

@@ -12,17 +12,29 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import tempfile
-from collections.abc import Mapping, Set
+from collections.abc import Mapping
 from pathlib import Path
 
-from animatex_pp.data.video import DEFAULT_FPS, IMAGE_SUFFIXES
-from animatex_pp.pose.commands import POSE_SUFFIXES
-from animatex_pp.pose.render import MAX_SIDE
+from animatex_pp.cli.checks import (
+    DTYPES,
+    POSE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    _check_device,
+    _existing_dir,
+    _existing_file,
+    _integer,
+    _non_negative_float,
+    _open_image,
+    _output_path,
+    _positive_float,
+    _positive_int,
+    _seed,
+    _size,
+    _torch_dtype,
+)
+from animatex_pp.io.video import DEFAULT_FPS, IMAGE_SUFFIXES
 
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif"}
 EMPTY_SKELETON_LEVEL = 32  # a rendered skeleton video or image darker than this everywhere has nothing drawn
-DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 GENERATE_EPILOG = """\
 examples:
@@ -41,171 +53,6 @@ examples:
 Writes OUTPUT (H.264 MP4) and, unless --no-preview, OUTPUT with suffix .preview.png: a contact sheet of the
 reference, the poses and the generated frames. Exit codes: 0 done, 1 generation failed, 2 bad arguments or files.
 """
-
-CONVERT_EPILOG = """\
-example:
-  animatex-pp convert --base Wan2.1-I2V-14B-720P-Diffusers --checkpoint animate-x++.ckpt \\
-      --motion-encoder CLIP-ViT-H-14-laion2B-s32B-b79K --output animatex-720p
-
-The output directory is a complete pipeline (safetensors): AnimateXPipeline.from_pretrained(OUTPUT) and
-`animatex-pp generate --model OUTPUT` load it. It is written to a temporary directory beside OUTPUT and renamed
-into place when complete. Exit codes: 0 done, 1 conversion failed, 2 bad arguments or files.
-"""
-
-
-# ----------------------------------------------------------------------------- argument checks
-
-
-def _existing_file(path: str, what: str, suffixes: Set[str] | None = None) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    if not path.is_file():
-        raise ValueError(f"{what} must be a file, got a directory: {path}")
-    if suffixes is not None and path.suffix.lower() not in suffixes:
-        raise ValueError(f"{what} must be one of {', '.join(sorted(suffixes))}, got {path.name}")
-    return path
-
-
-def _existing_dir(path: str, what: str, marker: str, hint: str) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    if not (path / marker).is_file():
-        raise ValueError(f"{path} is not {what}: it has no {marker}. {hint}")
-    return path
-
-
-def _writable_folder(folder: Path, option: str) -> None:
-    """Try to create a file in `folder` (permission bits alone miss read-only mounts and ACLs)."""
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise ValueError(f"{option}: cannot write in {folder} ({error.strerror}): choose another folder") from None
-
-
-def _refuse_inputs(path: Path, option: str, inputs: Mapping[str, Path | None]) -> None:
-    """An output must never be an input file (or hold one, for a directory output that replaces a folder)."""
-    target = path.resolve()
-    for input_option, input_path in inputs.items():
-        if input_path is None:
-            continue
-        source = input_path.resolve()
-        if source == target or target in source.parents:
-            raise ValueError(
-                f"{option} {path} would overwrite {input_option} {input_path}: inputs are never overwritten, choose "
-                "another output path"
-            )
-
-
-def _size(text: str) -> tuple[int, int]:
-    """'832x480' -> (832, 480): height x width, each side 1 to `MAX_SIDE` pixels (larger is a typo: the pose video
-    alone would not fit in memory)."""
-    try:
-        height, width = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HEIGHTxWIDTH, e.g. 832x480, got {text!r}") from None
-    if height < 1 or width < 1:
-        raise argparse.ArgumentTypeError(f"height and width must be positive, got {text!r}")
-    if max(height, width) > MAX_SIDE:
-        raise argparse.ArgumentTypeError(f"height and width must be at most {MAX_SIDE} pixels, got {text!r}")
-    return height, width
-
-
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _finite_float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = _finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-
-
-def _seed(text: str) -> int:
-    value = _integer(text)
-    # torch.Generator.manual_seed takes 64-bit values.
-    if not 0 <= value < 2**64:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2**64 - 1, got {text}")
-    return value
-
-
-def _open_image(path: Path, what: str):
-    """The image at `path` as a viewer shows it (`animatex_pp.data.image`); unreadable is a ValueError, exit code 2."""
-    from animatex_pp.data.image import read_image
-
-    return read_image(path, what)
-
-
-def _positive_int(text: str) -> int:
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _torch_dtype(name: str):
-    import torch
-
-    return getattr(torch, DTYPES[name])
-
-
-def _output_path(path: str | Path, suffix: str, what: str, inputs: Mapping[str, Path | None]) -> Path:
-    path = Path(path)
-    if path.suffix.lower() != suffix:
-        raise ValueError(f"{what} must end in {suffix}, got {path}")
-    if path.is_dir():
-        raise ValueError(f"{what} {path} is a directory: give the path of a {suffix} file")
-    if not path.parent.exists():
-        raise FileNotFoundError(f"the folder for {what} does not exist: {path.parent}")
-    if not path.parent.is_dir():
-        raise ValueError(f"{what} {path}: {path.parent} is not a folder")
-    _writable_folder(path.parent, what)
-    _refuse_inputs(path, what, inputs)
-    return path
-
-
-def _check_device(name: str) -> None:
-    """Refuse a device torch cannot name or this machine does not have, before anything is loaded."""
-    import torch
-
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name} is not a torch device: use cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f"--device {name}: this machine has no CUDA device (or this torch has no CUDA); use cpu")
-        if device.index is not None and device.index >= count:
-            raise ValueError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {name}: MPS is not available on this machine; use cpu")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"--device {name}: use cpu, cuda, cuda:N or mps")
-
 
 # ----------------------------------------------------------------------------- generate
 
@@ -238,7 +85,7 @@ def _model_geometry(model_dir: Path) -> dict:
 
 def _input_length(path: Path, stride: int) -> int | None:
     """Frames a pose file or video gives at `stride`, from its header (None when a video does not state it)."""
-    from animatex_pp.data.video import count_selected, video_info
+    from animatex_pp.io.video import count_selected, video_info
     from animatex_pp.pose.sequence import PoseSequence
 
     if path.suffix.lower() in VIDEO_SUFFIXES:
@@ -292,7 +139,7 @@ def _check_window_overlap(overlap: int | None, window: int, temporal: int) -> No
 
 def _load_pose_or_video(path: Path, stride: int):
     """A saved PoseSequence, or a rendered pose video as uint8 frames, every `stride`-th frame; (pose, fps or None)."""
-    from animatex_pp.data.video import read_video
+    from animatex_pp.io.video import read_video
     from animatex_pp.pose.sequence import PoseSequence
 
     if path.suffix.lower() in VIDEO_SUFFIXES:
@@ -398,8 +245,8 @@ def run_generate(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from animatex_pp.data.preview import write_contact_sheet, write_preview_video
-    from animatex_pp.data.video import read_video, write_video
+    from animatex_pp.io.preview import write_contact_sheet, write_preview_video
+    from animatex_pp.io.video import read_video, write_video
     from animatex_pp.pipelines.pipeline_animatex import OFFICIAL_NEGATIVE_PROMPT
     from animatex_pp.pose import extract, retarget
 
@@ -485,8 +332,8 @@ def _preview_poses(pose, reference_pose, height: int, width: int, num_frames: in
     """The pose frames the model was driven by (already retargeted with --retarget), and the reference skeleton, as
     images for the previews: drawn at the stroke widths the model was fed (`official_strokes`), not `render`'s
     defaults."""
+    from animatex_pp.pipelines.conditioning import official_strokes, render_reference_pose
     from animatex_pp.pose import render
-    from animatex_pp.pose.conditioning import official_strokes, render_reference_pose
     from animatex_pp.pose.sequence import PoseSequence
 
     if isinstance(pose, PoseSequence):
@@ -510,112 +357,6 @@ def _load_pipeline(model_dir: Path, dtype: dict):
             f"--model {model_dir} could not be loaded ({str(error).splitlines()[0]}): the folder is incomplete or "
             "damaged; copy it again or rebuild it with `animatex-pp convert`"
         ) from None
-
-
-# ----------------------------------------------------------------------------- convert
-
-
-def run_convert(args: argparse.Namespace) -> int:
-    # 1. Check the inputs before loading 14B parameters
-    base = _existing_dir(
-        args.base,
-        "a diffusers Wan2.1 I2V directory",
-        "model_index.json",
-        "Download Wan-AI/Wan2.1-I2V-14B-720P-Diffusers (see docs/quickstart.md).",
-    )
-    checkpoint_path = _existing_file(
-        args.checkpoint, "Animate-X++ checkpoint", {".ckpt", ".pt", ".pth", ".safetensors"}
-    )
-    motion_dir = None
-    if args.motion_encoder:
-        motion_dir = _existing_dir(
-            args.motion_encoder,
-            "a transformers CLIP directory",
-            "config.json",
-            "Use laion/CLIP-ViT-H-14-laion2B-s32B-b79K (transformers format).",
-        )
-    output = Path(args.output)
-    inputs = {"--base": base, "--checkpoint": checkpoint_path, "--motion-encoder": motion_dir}
-    _refuse_inputs(output, "--output", inputs)
-    if output.exists() and not args.overwrite:
-        raise ValueError(f"{output} exists; pass --overwrite to replace it")
-    if not output.parent.exists():
-        raise FileNotFoundError(f"the folder for --output does not exist: {output.parent}")
-    _writable_folder(output.parent, "--output")
-    from animatex_pp.models.weight_files import check_model_folder, check_pipeline_folder
-
-    check_pipeline_folder(base, "--base", "Download it again (see docs/quickstart.md).")
-    if motion_dir is not None:
-        check_model_folder(motion_dir, "--motion-encoder")
-
-    import torch
-    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler, WanImageToVideoPipeline
-    from transformers import CLIPVisionModelWithProjection
-
-    from animatex_pp.files import atomic_directory
-    from animatex_pp.models.convert import (
-        animatex_from_wan,
-        convert_animatex_state_dict,
-        infer_stream_config,
-        load_animatex_checkpoint,
-    )
-    from animatex_pp.models.presets import split_preset
-    from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
-
-    state_dict = load_animatex_checkpoint(checkpoint_path)
-    converted = convert_animatex_state_dict(state_dict)
-    has_ipi = converted.has_ipi
-    if has_ipi and motion_dir is None:
-        raise ValueError(
-            f"{checkpoint_path.name} has an implicit pose indicator, which needs the CLIP it was trained with: pass "
-            "--motion-encoder DIR (laion/CLIP-ViT-H-14-laion2B-s32B-b79K in transformers format)"
-        )
-    # The checkpoint's shapes give the stream sizes; the preset gives only what shapes cannot (head counts, ...).
-    inferred = infer_stream_config(converted.streams)
-    stream_config = {key: value for key, value in split_preset(args.preset)[1].items() if key not in inferred}
-
-    # 2. Load the base pipeline: the VAE and the CLIPs stay in float32, as Wan recommends
-    dtype = _torch_dtype(args.dtype)
-    wan = WanImageToVideoPipeline.from_pretrained(
-        base, dtype={"vae": torch.float32, "image_encoder": torch.float32, "default": dtype}
-    )
-
-    # 3. Apply the release to the transformer; add the motion encoder; the official sampler shift
-    transformer = animatex_from_wan(wan.transformer, state_dict, lora=args.lora, **stream_config)
-    motion_encoder = None
-    if has_ipi:
-        motion_encoder = CLIPVisionModelWithProjection.from_pretrained(motion_dir, dtype=torch.float32)
-        clip_dim = transformer.config.ipi_clip_dim
-        if motion_encoder.config.projection_dim != clip_dim:
-            raise ValueError(
-                f"the motion encoder projects to {motion_encoder.config.projection_dim} dimensions but the implicit "
-                f"pose indicator takes {clip_dim}: use the CLIP the checkpoint was trained with"
-            )
-    scheduler_class = UniPCMultistepScheduler if args.scheduler == "unipc" else FlowMatchEulerDiscreteScheduler
-    shift = {"flow_shift": args.shift} if args.scheduler == "unipc" else {"shift": args.shift}
-    if args.scheduler == "unipc":
-        scheduler = scheduler_class.from_config(
-            wan.scheduler.config, prediction_type="flow_prediction", use_flow_sigmas=True, **shift
-        )
-    else:
-        scheduler = scheduler_class(**shift)
-
-    pipe = AnimateXPipeline(
-        tokenizer=wan.tokenizer,
-        text_encoder=wan.text_encoder,
-        vae=wan.vae,
-        scheduler=scheduler,
-        transformer=transformer,
-        image_processor=wan.image_processor,
-        image_encoder=wan.image_encoder,
-        motion_encoder=motion_encoder,
-    )
-
-    # 4. Save beside the destination, then rename into place
-    with atomic_directory(output) as staging:
-        pipe.save_pretrained(staging, safe_serialization=True)
-    print(f"wrote {output} (implicit pose indicator: {'yes' if has_ipi else 'no'}, transformer {args.dtype})")
-    return 0
 
 
 # ----------------------------------------------------------------------------- parsers
@@ -718,28 +459,3 @@ def register(subparsers) -> None:
     runtime.add_argument("--preview-video", action="store_true", help="also write OUTPUT.preview.mp4 side by side")
     generate.set_defaults(handler=run_generate)
 
-    convert = subparsers.add_parser(
-        "convert",
-        help="build a pipeline directory from Wan2.1 I2V and a released Animate-X++ checkpoint",
-        description="Combine a diffusers-format Wan2.1 I2V model with a released Animate-X++ checkpoint\n"
-        "(LoRA merged, pose streams loaded) and a CLIP motion encoder into one AnimateXPipeline directory.",
-        epilog=CONVERT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    convert.add_argument("--base", required=True, metavar="DIR", help="diffusers Wan2.1 I2V directory")
-    convert.add_argument("--checkpoint", required=True, metavar="PATH", help="animate-x++.ckpt or _simple.ckpt")
-    convert.add_argument(
-        "--motion-encoder", metavar="DIR", help="transformers CLIPVisionModelWithProjection for the IPI (ViT-H/14)"
-    )
-    convert.add_argument("--output", required=True, metavar="DIR", help="pipeline directory to write")
-    convert.add_argument(
-        "--preset",
-        default="wan2.1-i2v-14b-720p",
-        help="model preset whose stream sizes the checkpoint has (default: the released sizes)",
-    )
-    convert.add_argument("--dtype", default="bf16", choices=sorted(DTYPES), help="transformer/text encoder dtype")
-    convert.add_argument("--lora", default="merge", choices=["merge", "adapter"], help="merge the LoRA (default)")
-    convert.add_argument("--scheduler", default="unipc", choices=["unipc", "euler"], help="flow-matching sampler")
-    convert.add_argument("--shift", type=_positive_float, default=5.0, help="flow shift (official 5)")
-    convert.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    convert.set_defaults(handler=run_convert)

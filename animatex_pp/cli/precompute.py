@@ -1,7 +1,7 @@
-"""`animatex-pp data check` and `animatex-pp precompute`: a training dataset's metadata and its encoder cache.
+"""`animatex-pp precompute`: encode a dataset's clips once (VAE, umT5, CLIP) into the training cache.
 
-Arguments and files are checked before any model loads or clip decodes; `animatex_pp.cli` turns FileNotFoundError
-and ValueError into exit code 2 with the message.
+Arguments and files are checked before any model loads or clip decodes; `animatex_pp.cli` turns
+FileNotFoundError and ValueError into exit code 2 with the message.
 """
 
 from __future__ import annotations
@@ -9,42 +9,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from animatex_pp.pipelines.commands import (
-    _check_device,
-    _existing_dir,
-    _load_pipeline,
-    _positive_int,
-    _seed,
-    _size,
-    _writable_folder,
-)
+from animatex_pp.cli.checks import _check_device, _existing_dir, _positive_int, _seed, _size, _writable_folder
+from animatex_pp.cli.data import _metadata_file
+from animatex_pp.cli.generate import _load_pipeline
 
 EPILOG = """\
 examples:
-  animatex-pp data check data/train.jsonl
   animatex-pp precompute data/train.jsonl --model animatex-720p --out data/cache --frames 81 \\
       --bucket 480x832 --bucket 832x480 --device cuda
 
-Exit codes: 0 done, 1 nothing usable (check) or failed, 2 bad arguments or files.
+Exit codes: 0 done, 1 failed, 2 bad arguments or files.
 """
-
-
-def _metadata_file(path: str) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"metadata file not found: {path}")
-    return path
-
-
-def run_check(args: argparse.Namespace) -> int:
-    from animatex_pp.data.metadata import read_metadata
-
-    report = read_metadata(_metadata_file(args.metadata))
-    print(report.summary_table())
-    if report.problems:
-        print(f"\nskipped rows:\n{report.problem_list(limit=len(report.problems))}")
-    print(f"\n{len(report.clips)} usable of {report.num_rows} rows ({len(report.problems)} skipped)")
-    return 0 if report.clips else 1
 
 
 def run_precompute(args: argparse.Namespace) -> int:
@@ -89,14 +64,6 @@ def _frames(text: str) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    data = subparsers.add_parser("data", help="check a training dataset's metadata", epilog=EPILOG,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    commands = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
-    check = commands.add_parser("check", help="report bad rows and summarise clips per task", epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    check.add_argument("metadata", help="metadata file (.jsonl or .csv)")
-    check.set_defaults(handler=run_check)
-
     pre = subparsers.add_parser(
         "precompute",
         help="encode a dataset's clips once (VAE, umT5, CLIP) into safetensors shards for training",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from animatex_pp.pipelines.commands import DTYPES, _non_negative_float, _positive_int, _seed
+from animatex_pp.cli.checks import DTYPES, _non_negative_float, _positive_int, _seed
 
 EVAL_EPILOG = """\
 examples:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from animatex_pp.cli import main
-from animatex_pp.demo import ABLATION_SPLITS, ABLATIONS, EVAL_SPLITS, REPORTED, STAGES, _stage
+from animatex_pp.demo.run import ABLATION_SPLITS, ABLATIONS, EVAL_SPLITS, REPORTED, STAGES, _stage
 
 
 @pytest.fixture(autouse=True)

@@ -1,10 +1,10 @@
-"""Image and video converters of `animatex_pp.data.preview`: the layouts and value ranges they accept and refuse."""
+"""Image and video converters of `animatex_pp.io.preview`: the layouts and value ranges they accept and refuse."""
 
 import numpy as np
 import pytest
 import torch
 
-from animatex_pp.data.preview import as_uint8_image, as_uint8_video
+from animatex_pp.io.preview import as_uint8_image, as_uint8_video
 
 
 def test_floats_in_unit_range_become_uint8():

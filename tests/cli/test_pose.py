@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from animatex_pp.cli import main
-from animatex_pp.data.video import read_video
+from animatex_pp.cli.pose import OVERLAY_DIM
+from animatex_pp.io.video import read_video
 from animatex_pp.pose import PoseSequence
-from animatex_pp.pose.commands import OVERLAY_DIM
 from tests.pose.synthetic import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
 
 

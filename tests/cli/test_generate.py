@@ -13,7 +13,7 @@ import torch
 from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
 
 from animatex_pp.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, main
-from animatex_pp.data.video import read_video, write_video
+from animatex_pp.io.video import read_video, write_video
 from animatex_pp.models.convert import animatex_from_wan
 from animatex_pp.models.presets import split_preset
 from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
@@ -392,7 +392,7 @@ def test_ctrl_c_ends_with_a_short_message_and_keeps_the_previous_output(model_di
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("animatex_pp.data.video._encode", lambda path, frames, fps, crf: (path.write_bytes(b"half"),
+    monkeypatch.setattr("animatex_pp.io.video._encode", lambda path, frames, fps, crf: (path.write_bytes(b"half"),
                                                                                             interrupt()))  # fmt: skip
     assert main(generate_args(model_dir, inputs, output)) == EXIT_INTERRUPTED
     err = capsys.readouterr().err  # after the progress bars
@@ -419,7 +419,7 @@ def fed_poses(monkeypatch):
 
 
 def test_the_preview_shows_the_pose_exactly_as_the_model_got_it(model_dir, tmp_path, fed_poses):
-    from animatex_pp.data.preview import LABEL_HEIGHT, MIN_SHEET_CELL_HEIGHT
+    from animatex_pp.io.preview import LABEL_HEIGHT, MIN_SHEET_CELL_HEIGHT
     from tests.pose.synthetic import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
 
     # Poses at 320 x 320 generated at 32 x 32: the model sees 1-pixel strokes (DWPose's 4 pixels, resized).

@@ -10,10 +10,10 @@ import argparse
 from collections.abc import Set
 from pathlib import Path
 
-from animatex_pp.data.video import DEFAULT_FPS, IMAGE_SUFFIXES
+from animatex_pp.cli.checks import POSE_SUFFIXES
+from animatex_pp.io.video import DEFAULT_FPS, IMAGE_SUFFIXES
 from animatex_pp.pose.render import MAX_SIDE
 
-POSE_SUFFIXES = frozenset({".npz", ".json"})
 OVERLAY_DIM = 0.5  # the reference image behind a checked skeleton is dimmed so the limbs stand out
 
 EPILOG = """\
@@ -143,7 +143,7 @@ def _render(args: argparse.Namespace) -> int:
         drawn_on = f" over {args.over}" if over is not None else ""
         print(f"wrote {out}: frame {args.frame or 0} of {pose_path}{drawn_on}, {height}x{width} (HxW)")
         return 0
-    from animatex_pp.data.video import write_video
+    from animatex_pp.io.video import write_video
 
     fps = args.fps or pose.fps or DEFAULT_FPS
     write_video(out, frames, fps)
@@ -153,7 +153,7 @@ def _render(args: argparse.Namespace) -> int:
 
 def _open_image(path: Path):
     """The --over picture as a viewer shows it (16-bit scaled, transparency over white, EXIF orientation)."""
-    from animatex_pp.data.image import read_image
+    from animatex_pp.io.image import read_image
 
     return read_image(path, "--over image")
 
@@ -163,7 +163,7 @@ def _write_still(out: Path, skeleton, over) -> None:
     import numpy as np
     from PIL import Image
 
-    from animatex_pp.files import atomic_output
+    from animatex_pp.io.files import atomic_output
 
     if over is not None:
         background = np.asarray(over.resize(skeleton.shape[1::-1], Image.Resampling.BILINEAR))

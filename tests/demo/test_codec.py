@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKLWan
 
-from animatex_pp.training.vae import FIT_FILE, fit_vae
+from animatex_pp.demo.codec import FIT_FILE, fit_vae
 
 
 @pytest.fixture(autouse=True)

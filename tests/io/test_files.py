@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from animatex_pp.files import atomic_directory, atomic_output
+from animatex_pp.io.files import atomic_directory, atomic_output
 
 
 @pytest.fixture

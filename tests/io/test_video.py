@@ -7,7 +7,7 @@ import av
 import numpy as np
 import pytest
 
-from animatex_pp.data.video import count_selected, iter_video, read_video, video_info, write_video
+from animatex_pp.io.video import count_selected, iter_video, read_video, video_info, write_video
 
 HEIGHT, WIDTH = 48, 64
 

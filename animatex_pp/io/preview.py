@@ -2,7 +2,7 @@
 
 Also the small converters that bring every image and video format the library accepts (PIL; uint8, uint16 or float
 arrays, channels-last; uint8 or float tensors, channels-first; floats in [0, 1]) to uint8 arrays, which the pipeline
-uses for its inputs as well. PIL images go through `animatex_pp.data.image.to_rgb` (16-bit levels scaled,
+uses for its inputs as well. PIL images go through `animatex_pp.io.image.to_rgb` (16-bit levels scaled,
 transparency composited over white) and uint16 arrays are scaled (65535 -> 255), never clipped.
 """
 
@@ -17,9 +17,9 @@ import PIL.ImageDraw
 import PIL.ImageFont
 import torch
 
-from animatex_pp.data.image import to_rgb
-from animatex_pp.data.video import write_video
-from animatex_pp.files import atomic_output
+from animatex_pp.io.files import atomic_output
+from animatex_pp.io.image import to_rgb
+from animatex_pp.io.video import write_video
 
 # Cells of a contact sheet are enlarged to at least this height, so tiny test outputs stay legible.
 MIN_SHEET_CELL_HEIGHT = 128

@@ -26,9 +26,9 @@ from diffusers import AutoencoderKLWan
 from tqdm.auto import tqdm
 
 from animatex_pp.data.metadata import load_metadata
-from animatex_pp.data.video import read_video
 from animatex_pp.eval.metrics import psnr
-from animatex_pp.files import atomic_directory, atomic_output
+from animatex_pp.io.files import atomic_directory, atomic_output
+from animatex_pp.io.video import read_video
 
 __all__ = ["FIT_FILE", "VAE_CONFIG", "fit_vae", "load_videos"]
 
