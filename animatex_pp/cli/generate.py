@@ -458,4 +458,3 @@ def register(subparsers) -> None:
     runtime.add_argument("--no-preview", action="store_true", help="do not write OUTPUT.preview.png")
     runtime.add_argument("--preview-video", action="store_true", help="also write OUTPUT.preview.mp4 side by side")
     generate.set_defaults(handler=run_generate)
-
