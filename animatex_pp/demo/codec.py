@@ -28,7 +28,9 @@ from tqdm.auto import tqdm
 from animatex_pp.data.metadata import load_metadata
 from animatex_pp.eval.metrics import psnr
 from animatex_pp.io.files import atomic_directory, atomic_output
+from animatex_pp.io.frames import signed_to_uint8, to_signed
 from animatex_pp.io.video import read_video
+from animatex_pp.pipelines.geometry import VaeFactors
 
 __all__ = ["FIT_FILE", "VAE_CONFIG", "fit_vae", "load_videos"]
 
@@ -71,12 +73,12 @@ def _as_videos(source: str | os.PathLike | np.ndarray, name: str) -> np.ndarray:
 
 def _to_model(videos: np.ndarray) -> torch.Tensor:
     """uint8 (N, F, H, W, 3) -> float (N, 3, F, H, W) in [-1, 1], the VAE's input."""
-    return torch.from_numpy(videos).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+    return to_signed(torch.from_numpy(videos).permute(0, 4, 1, 2, 3))
 
 
 def _to_uint8(video: torch.Tensor) -> np.ndarray:
     """float (3, F, H, W) in [-1, 1] -> uint8 (F, H, W, 3), as the pipeline's output is scored."""
-    return ((video.permute(1, 2, 3, 0) + 1.0) * 127.5).round().clamp(0, 255).byte().numpy()
+    return signed_to_uint8(video.permute(1, 2, 3, 0)).numpy()
 
 
 @torch.no_grad()
@@ -140,7 +142,7 @@ def fit_vae(
     else:
         test = _as_videos(held_out, "held_out")
     num_frames = train.shape[1]
-    if crop_frames < 1 or (crop_frames - 1) % 4 or crop_frames > num_frames:
+    if not VaeFactors.from_config(config).is_valid_frame_count(crop_frames) or crop_frames > num_frames:
         raise ValueError(f"crop_frames must be 4k+1 and at most the clips' {num_frames} frames, got {crop_frames}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

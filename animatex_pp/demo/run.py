@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from animatex_pp.io.files import atomic_output
+from animatex_pp.io.frames import unit_to_uint8
 
 __all__ = ["QUICK", "DemoConfig", "run_demo"]
 
@@ -295,7 +296,6 @@ def _ablation_table(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
 
 def _demo_clip(out: Path, config: DemoConfig) -> None:
     """demo.mp4 (reference | pose | output) and preview.png: the exported pipeline on the first DEMO_SPLIT clip."""
-    import numpy as np
     import torch
 
     from animatex_pp.io.image import read_image
@@ -319,7 +319,7 @@ def _demo_clip(out: Path, config: DemoConfig) -> None:
                   prompt=row["caption"], height=config.size, width=config.size, num_frames=len(pose),
                   num_inference_steps=config.num_inference_steps, guidance_scale=1.0,
                   generator=torch.Generator().manual_seed(config.seed), output_type="np").frames[0]  # fmt: skip
-    video = (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)
+    video = unit_to_uint8(frames)
     skeleton = render(pose, config.size, config.size, **official_strokes(pose, config.size, config.size))
     reference_skeleton = render(reference_pose, config.size, config.size,
                                 **official_strokes(reference_pose, config.size, config.size))[0]  # fmt: skip

@@ -18,6 +18,7 @@ import PIL.ImageFont
 import torch
 
 from animatex_pp.io.files import atomic_output
+from animatex_pp.io.frames import unit_to_uint8
 from animatex_pp.io.image import to_rgb
 from animatex_pp.io.video import write_video
 
@@ -93,7 +94,7 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
             f"float pixels must be in [0, 1], got values from {low:g} to {high:g}: divide uint8-range values "
             "(0..255) by 255, map [-1, 1] values with (x + 1) / 2"
         )
-    return (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    return unit_to_uint8(array)
 
 
 def _resize(image: np.ndarray, height: int, width: int, resample=PIL.Image.BILINEAR) -> np.ndarray:

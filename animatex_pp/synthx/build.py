@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from animatex_pp import __version__
 from animatex_pp.io.files import atomic_directory
 from animatex_pp.io.video import write_video
+from animatex_pp.pipelines.geometry import VaeFactors
 from animatex_pp.pose.sequence import PoseSequence
 from animatex_pp.synthx import motions
 from animatex_pp.synthx.bodies import FAMILIES, sample_body
@@ -69,7 +70,7 @@ class BuildConfig:
             raise ValueError(
                 f"--size must be a multiple of 16 and at least 32 (the model's patching), got {self.size}"
             )
-        if not isinstance(self.frames, int) or self.frames < 5 or (self.frames - 1) % 4:
+        if not VaeFactors().is_valid_frame_count(self.frames) or self.frames < 5:
             raise ValueError(
                 f"--frames must be 4k+1 and at least 5 (17, 33, 81: Wan's frame counts), got {self.frames}"
             )

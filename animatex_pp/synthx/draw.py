@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from animatex_pp.io.frames import unit_to_uint8
 from animatex_pp.synthx.puppet import TAIL_SEGMENTS, Skeleton
 from animatex_pp.synthx.textures import LABELS, Appearance, shade
 
@@ -44,7 +45,7 @@ class Layer:
     def over(self, background: np.ndarray) -> np.ndarray:
         """Composite over background frames (F, H, W, 3) float in [0, 1] -> uint8 frames."""
         frames = self.colour + (1.0 - self.alpha[..., None]) * background
-        return np.clip(np.round(frames * 255.0), 0, 255).astype(np.uint8)
+        return unit_to_uint8(frames)
 
 
 def _unit(angle: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from animatex_pp.io.frames import to_unit
 from animatex_pp.synthx.draw import SceneObject
 from animatex_pp.synthx.textures import OBJECT_LABELS
 
@@ -127,7 +128,7 @@ def background_frames(camera: Camera, frames: int, size: int, rng: np.random.Gen
         left, top = (seen[t, 0] - low) * DENSITY
         right, bottom = (seen[t, 1] - low) * DENSITY
         view = scene.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, right, bottom))
-        out[t] = np.asarray(view, dtype=np.float32) / 255.0
+        out[t] = to_unit(np.asarray(view))
     if camera.label == "still":
         out[1:] = out[0]
     return out
