@@ -9,8 +9,9 @@ step's EPI draw), condition dropout, σ and the noise. So a cached sample at ste
 model inputs of the on-the-fly path for the same key.
 
 Resumable: a shard is written to a hidden temporary file and renamed when complete, then the index is rewritten
-the same way, so an interrupted run leaves the finished shards, and the next run does only the rest. A cache made
-with other settings (metadata, clip settings, encoders) is refused rather than mixed.
+the same way, so an interrupted run leaves the finished shards, and the next run does only the rest. What the cache
+was made with (the metadata's content, the clip settings, the encoders) is its stage record, `stage.json`
+(`animatex_pp.io.stages`): a cache made with other settings is refused rather than mixed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from animatex_pp.data.clips import ClipConfig, ClipDataset, SampleKey, collate, 
 from animatex_pp.data.encode import ENCODED_TENSORS, ConditionEncoder
 from animatex_pp.data.metadata import ClipRecord, read_metadata
 from animatex_pp.io.files import atomic_output
+from animatex_pp.io.stages import open_stage, read_marker
 from animatex_pp.pose.augment import EPIAugment
 from animatex_pp.pose.sequence import PoseSequence
 
@@ -42,6 +44,9 @@ logger = logging.getLogger(__name__)
 CACHE_FORMAT = "animatex_pp.PrecomputeCache/1"
 INDEX_FILE = "index.json"
 EPI_POOL_FILE = "epi_pool.safetensors"
+
+
+STAGE_FILE = "stage.json"
 
 
 def _file_digest(path: Path) -> str:
@@ -90,22 +95,12 @@ def extract_missing_poses(records: list[ClipRecord], folder: Path, progress: boo
     return poses, reference_poses
 
 
-def fingerprint(metadata: Path, config: ClipConfig, encoder_name: str) -> dict[str, Any]:
+def cache_settings(metadata: Path, config: ClipConfig, encoder_name: str) -> dict[str, Any]:
     """What a cache depends on: the metadata's content, the settings that cut clips, and the encoders."""
     settings = dataclasses.asdict(config)
     window = {name: settings[name] for name in ("num_frames", "max_stride", "buckets", "size_multiple", "seed")}
-    window["buckets"] = [list(bucket) for bucket in config.buckets]
-    return {"metadata_sha256": _file_digest(metadata), "clips": window, "encoder": encoder_name}
-
-
-def _check_fingerprint(index: dict[str, Any], expected: dict[str, Any], folder: Path) -> None:
-    found = index.get("fingerprint", {})
-    differences = [name for name in expected if found.get(name) != expected[name]]
-    if index.get("format") != CACHE_FORMAT or differences:
-        raise ValueError(
-            f"{folder} holds a cache made with other settings ({', '.join(differences) or 'format'} differ): "
-            "precompute into another folder, or delete this one"
-        )
+    return {"format": CACHE_FORMAT, "metadata_sha256": _file_digest(metadata), "clips": window,
+            "encoder": encoder_name}  # fmt: skip
 
 
 def precompute(
@@ -131,14 +126,14 @@ def precompute(
         raise ValueError(f"--out {out} is a file: give a folder for the cache")
     report = read_metadata(metadata)
     report.require_usable()
-    expected = fingerprint(metadata, config, encoder_name)
     out.mkdir(parents=True, exist_ok=True)
+    stage = open_stage(out / STAGE_FILE, cache_settings(metadata, config, encoder_name), on_change="refuse",
+                       what=f"the cache folder {out}")  # fmt: skip
     index_path = out / INDEX_FILE
-    if index_path.exists():
+    if stage.status != "fresh" and index_path.exists():
         index = json.loads(index_path.read_text())
-        _check_fingerprint(index, expected, out)
     else:
-        index = {"format": CACHE_FORMAT, "fingerprint": expected, "shards": {}, "failed": []}
+        index = {"format": CACHE_FORMAT, "shards": {}, "failed": []}
 
     poses, reference_poses = extract_missing_poses(report.clips, out / "poses", progress)
     dataset = ClipDataset(report.clips, config, poses=poses, reference_poses=reference_poses)
@@ -194,6 +189,8 @@ def precompute(
     if index["failed"]:
         logger.warning("%d clips failed to decode and are not in the cache; first: %s", len(index["failed"]),
                        index["failed"][0])  # fmt: skip
+    stage.finish({"samples": sum(len(shard["samples"]) for shard in index["shards"].values()),
+                  "failed": len(index["failed"]), "skipped": len(index["skipped"])})  # fmt: skip
     return index
 
 
@@ -212,9 +209,10 @@ class CachedClipDataset(Dataset):
                 f"no precompute cache in {self.folder} (no {INDEX_FILE}): run `animatex-pp precompute`"
             )
         index = json.loads(index_path.read_text())
-        if index.get("format") != CACHE_FORMAT:
-            raise ValueError(f"{index_path} is not a precompute index ({index.get('format')!r})")
-        expected = index["fingerprint"]["clips"]
+        stage = read_marker(self.folder / STAGE_FILE)
+        if index.get("format") != CACHE_FORMAT or stage is None:
+            raise ValueError(f"{self.folder} is not a precompute cache of this version: run `animatex-pp precompute`")
+        expected = stage["settings"]["clips"]
         for name in ("num_frames", "seed"):
             if expected[name] != getattr(config, name):
                 raise ValueError(

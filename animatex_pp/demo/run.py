@@ -18,10 +18,8 @@ afresh, and so every stage after it, whose fingerprints include it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -31,6 +29,7 @@ from typing import Any
 
 from animatex_pp.io.files import atomic_output
 from animatex_pp.io.frames import unit_to_uint8
+from animatex_pp.io.stages import open_stage
 
 __all__ = ["QUICK", "DemoConfig", "run_demo"]
 
@@ -67,10 +66,6 @@ class DemoConfig:
 QUICK = DemoConfig(train_clips=16, test_clips=2, vae_steps=3, vae_clip_steps=1, train_steps=4, num_inference_steps=2)
 
 
-def _fingerprint(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as temporary:
@@ -87,24 +82,18 @@ def _stage(
     """Run `work(resume)` unless stage `name` is done with these settings; returns (fingerprint, result).
 
     `resume` is True when an earlier run started this stage with the same settings and did not finish; otherwise
-    `folder`, the stage's output, is deleted first so nothing of other settings is mixed in."""
-    stamp = _fingerprint(settings)
-    marker = out / STAGES / f"{name}.json"
-    saved = json.loads(marker.read_text()) if marker.is_file() else {}
-    if saved.get("fingerprint") == stamp and saved.get("done"):
+    `folder`, the stage's output, is deleted first so nothing of other settings is mixed in (`animatex_pp.io.stages`).
+    """
+    stage = open_stage(out / STAGES / f"{name}.json", settings, on_change="restart", folder=folder)
+    if stage.status == "done":
         _say(f"{name}: done by an earlier run with these settings, reused ({folder})")
-        return stamp, {**saved["result"], "reused": True}
-    resume = saved.get("fingerprint") == stamp
-    if not resume and folder.exists():
-        shutil.rmtree(folder)
-    _say(f"{name}: {'continuing' if resume else 'starting'} ({folder})")
+        return stage.fingerprint, {**stage.result, "reused": True}
+    _say(f"{name}: {'continuing' if stage.status == 'resumed' else 'starting'} ({folder})")
     started = time.perf_counter()
-    _write_json(marker, {"fingerprint": stamp, "settings": settings, "done": False})
-    result = work(resume)
-    result = {**result, "stage_time_s": time.perf_counter() - started, "reused": False}
-    _write_json(marker, {"fingerprint": stamp, "settings": settings, "done": True, "result": result})
+    result = work(stage.status == "resumed")
+    result = stage.finish({**result, "stage_time_s": time.perf_counter() - started, "reused": False})
     _say(f"{name}: done in {result['stage_time_s']:.0f} s")
-    return stamp, result
+    return stage.fingerprint, result
 
 
 def _training_overrides(out: Path, config: DemoConfig) -> list[str]:

@@ -64,19 +64,22 @@ def test_an_interrupted_precompute_keeps_its_shards_and_continues(clip_folder, e
     index = json.loads((out / "index.json").read_text())
     assert list(index["shards"]) == ["0"]
     assert sorted(path.name for path in out.iterdir()) == ["epi_pool.safetensors", "index.json",
-                                                          "shard-00000.safetensors"]  # fmt: skip
+                                                          "shard-00000.safetensors", "stage.json"]  # fmt: skip
+    assert json.loads((out / "stage.json").read_text())["done"] is False
     first_shard = (out / "shard-00000.safetensors").read_bytes()
     written = []
     index = precompute(clip_folder / "metadata.jsonl", out, encoder, CONFIG, encoder_name="tiny", shard_size=3,
                        progress=False, on_shard=written.append)  # fmt: skip
     assert written == [1, 2] and (out / "shard-00000.safetensors").read_bytes() == first_shard
     assert sum(len(shard["samples"]) for shard in index["shards"].values()) == 7
+    assert json.loads((out / "stage.json").read_text())["result"]["samples"] == 7
     assert not [path for path in out.iterdir() if path.name.startswith(".")]  # no temporary left behind
 
 
 def test_a_cache_of_other_settings_is_refused(clip_folder, encoder, cache):
     other = ClipConfig(num_frames=13, buckets=CONFIG.buckets, seed=5)
-    with pytest.raises(ValueError, match="other settings .clips differ"):
+    changed = r"other settings \(clips.max_stride: 2 before, 1 now; clips.num_frames: 9 before, 13 now\)"
+    with pytest.raises(ValueError, match=changed):
         precompute(clip_folder / "metadata.jsonl", cache, encoder, other, encoder_name="tiny", progress=False)
     with pytest.raises(ValueError, match="cut with num_frames=9"):
         CachedClipDataset(cache, other)
