@@ -1,5 +1,8 @@
 """Side-by-side previews of a generation: reference | pose | output, as an MP4 and as a PNG contact sheet.
 
+`clip_sheet` is the one contact-sheet layout (frames in columns, named rows, the references in the first column):
+`animatex-pp generate`'s preview, the trainer's validation sheet and the evaluation's sheet all draw with it.
+
 Also the small converters that bring every image and video format the library accepts (PIL; uint8, uint16 or float
 arrays, channels-last; uint8 or float tensors, channels-first; floats in [0, 1]) to uint8 arrays, which the pipeline
 uses for its inputs as well. PIL images go through `animatex_pp.io.image.to_rgb` (16-bit levels scaled,
@@ -8,8 +11,11 @@ transparency composited over white) and uint16 arrays are scaled (65535 -> 255),
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -25,6 +31,10 @@ from animatex_pp.io.video import write_video
 # Cells of a contact sheet are enlarged to at least this height, so tiny test outputs stay legible.
 MIN_SHEET_CELL_HEIGHT = 128
 LABEL_HEIGHT = 14
+# The left margin naming a sheet's rows, and the width of one character of PIL's default font (titles are cut to
+# their sheet's width).
+ROW_LABEL_WIDTH = 80
+TITLE_CHAR_WIDTH = 6
 # Float pixels may overshoot [0, 1] by rounding error (resampling, a decoder's last layer); less than half a uint8
 # step still lands on 0 or 255, so only larger excursions are range errors.
 FLOAT_RANGE_TOLERANCE = 0.5 / 255
@@ -134,40 +144,77 @@ def write_preview_video(path: str | os.PathLike, reference, pose, output, fps: f
     return Path(write_video(path, preview_frames(reference, pose, output), fps))
 
 
-def contact_sheet(reference, pose, output, num_columns: int = 8, reference_pose=None) -> PIL.Image.Image:
-    """A grid over evenly spaced frames: poses on the top row, outputs below; the first column holds the references.
+@dataclasses.dataclass(frozen=True)
+class SheetRow:
+    """One row of a contact sheet: `label` names it, `frames` (F, H, W, 3) fill its columns, `still` (an image, or
+    None for a blank cell) fills its first column."""
 
-    Top-left is the reference pose (blank if not given), bottom-left the reference image; a label strip above each
-    column names the frame. Without a pose (text-image-to-video) the sheet has the output row only.
-    """
-    reference, pose, output = _panels(reference, pose, output)
-    num_frames, height, width, _ = output.shape
+    label: str
+    frames: Any
+    still: Any = None
+
+
+def clip_sheet(
+    rows: Sequence[SheetRow], num_columns: int = 8, title: str | None = None, label_rows: bool = False
+) -> PIL.Image.Image:
+    """The one contact-sheet layout: evenly spaced frames in columns (a strip above names each), one row per
+    `SheetRow`, the rows' stills in the first column ("reference"); an optional title strip above and, with
+    `label_rows`, a left margin naming the rows. Every cell is drawn at the first row's frame size, scaled up
+    (nearest neighbour) to at least `MIN_SHEET_CELL_HEIGHT` pixels high; frames beyond the shortest row's are
+    not shown."""
+    if not rows:
+        raise ValueError("a contact sheet needs at least one row")
+    first = as_uint8_video(rows[0].frames)
+    _, height, width, _ = first.shape
+    videos = [first] + [as_uint8_video(row.frames) for row in rows[1:]]
+    num_frames = min(len(video) for video in videos)
     indices = np.unique(np.linspace(0, num_frames - 1, min(num_columns, num_frames)).round().astype(int))
+    blank = np.full((height, width, 3), 255, np.uint8)
+    stills = [blank if row.still is None else _resize(as_uint8_image(row.still), height, width) for row in rows]
+    columns = [("reference", stills)]
+    columns += [(f"frame {index}", [_resize(video[index], height, width) for video in videos]) for index in indices]
 
     scale = max(1, -(-MIN_SHEET_CELL_HEIGHT // height))
     cell_height, cell_width = height * scale, width * scale
-    if pose is None:
-        columns = [("reference", [reference])] + [(f"frame {index}", [output[index]]) for index in indices]
-    else:
-        reference_pose_cell = (
-            _resize(as_uint8_image(reference_pose), height, width)
-            if reference_pose is not None
-            else np.full((height, width, 3), 255, np.uint8)
-        )
-        columns = [("reference", [reference_pose_cell, reference])]
-        columns += [(f"frame {index}", [pose[index], output[index]]) for index in indices]
-    num_rows = len(columns[0][1])
-
-    sheet = PIL.Image.new("RGB", (len(columns) * cell_width, LABEL_HEIGHT + num_rows * cell_height), "white")
+    left_margin = ROW_LABEL_WIDTH if label_rows else 0
+    top = LABEL_HEIGHT if title is not None else 0
+    grid_top = top + LABEL_HEIGHT
+    sheet = PIL.Image.new("RGB", (left_margin + len(columns) * cell_width, grid_top + len(rows) * cell_height),
+                          "white")  # fmt: skip
     draw = PIL.ImageDraw.Draw(sheet)
     font = PIL.ImageFont.load_default()
+    if title is not None:
+        draw.text((2, 1), title[: sheet.width // TITLE_CHAR_WIDTH], fill="black", font=font)
     for column, (label, cells) in enumerate(columns):
-        left = column * cell_width
-        draw.text((left + 2, 1), label, fill="black", font=font)
+        left = left_margin + column * cell_width
+        draw.text((left + 2, top + 1), label, fill="black", font=font)
         for row, cell in enumerate(cells):
             tile = PIL.Image.fromarray(cell).resize((cell_width, cell_height), PIL.Image.NEAREST)
-            sheet.paste(tile, (left, LABEL_HEIGHT + row * cell_height))
+            sheet.paste(tile, (left, grid_top + row * cell_height))
+    if label_rows:
+        for row, sheet_row in enumerate(rows):
+            draw.text((2, grid_top + row * cell_height + cell_height // 2), sheet_row.label, fill="black", font=font)
     return sheet
+
+
+def stack_sheets(sheets: Sequence[PIL.Image.Image]) -> PIL.Image.Image:
+    """Sheets top to bottom, left-aligned on white (sheets of clips of other sizes are other widths)."""
+    stacked = PIL.Image.new("RGB", (max(sheet.width for sheet in sheets), sum(sheet.height for sheet in sheets)),
+                            "white")  # fmt: skip
+    top = 0
+    for sheet in sheets:
+        stacked.paste(sheet, (0, top))
+        top += sheet.height
+    return stacked
+
+
+def contact_sheet(reference, pose, output, num_columns: int = 8, reference_pose=None) -> PIL.Image.Image:
+    """A generated clip's sheet (`clip_sheet`): the poses on the top row, the outputs below; the first column holds
+    the reference pose (blank if not given) over the reference image. Without a pose (text-image-to-video) the
+    sheet has the output row only."""
+    reference, pose, output = _panels(reference, pose, output)
+    rows = [] if pose is None else [SheetRow("pose", pose, reference_pose)]
+    return clip_sheet([*rows, SheetRow("output", output, reference)], num_columns=num_columns)
 
 
 def write_contact_sheet(
@@ -190,10 +237,13 @@ def write_contact_sheet(
 
 
 __all__ = [
+    "SheetRow",
     "as_uint8_image",
     "as_uint8_video",
+    "clip_sheet",
     "contact_sheet",
     "preview_frames",
+    "stack_sheets",
     "write_contact_sheet",
     "write_preview_video",
 ]

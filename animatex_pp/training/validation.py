@@ -29,14 +29,12 @@ from typing import Any
 
 import numpy as np
 import PIL.Image
-import PIL.ImageDraw
-import PIL.ImageFont
 import torch
 
 from animatex_pp.data.clips import ClipDataset, SampleKey
 from animatex_pp.data.metadata import load_metadata
 from animatex_pp.io.files import atomic_directory
-from animatex_pp.io.preview import LABEL_HEIGHT, as_uint8_video, contact_sheet, preview_frames
+from animatex_pp.io.preview import SheetRow, as_uint8_video, clip_sheet, preview_frames, stack_sheets
 from animatex_pp.io.video import write_video
 from animatex_pp.pipelines.conditioning import prepare_pose
 from animatex_pp.training.checkpoint import gathered_state, materialize, tag_for
@@ -46,8 +44,6 @@ logger = logging.getLogger("animatex_pp.training")
 
 VALIDATION_FOLDER = "validation"
 SHEET_FILE = "contact_sheet.png"
-# The contact sheet's left margin, naming each row of a clip's grid.
-ROW_LABEL_WIDTH = 80
 
 
 def check_validation(validation: dict[str, Any]) -> None:
@@ -186,35 +182,15 @@ def _generate(pipe, dataset: ClipDataset, index: int, position: int, validation:
 
 
 def clip_block(clip: dict[str, Any]) -> PIL.Image.Image:
-    """One clip's part of the contact sheet: a title strip over its grid, the rows named in a left margin.
-
-    The grid is `preview.contact_sheet`'s (label strip, then pose and output rows; output only for ti2v) with the
-    ground truth's row below it, taken from a sheet of the ground truth without its label strip.
-    """
-    grid = contact_sheet(clip["reference"], clip["pose"], clip["output"], reference_pose=clip["reference_pose"])
-    truth = contact_sheet(clip["reference"], None, clip["ground_truth"])
-    truth = truth.crop((0, LABEL_HEIGHT, truth.width, truth.height))
-    rows = (["pose"] if clip["pose"] is not None else []) + ["output", "ground truth"]
-    cell_height = truth.height
-    block = PIL.Image.new("RGB", (ROW_LABEL_WIDTH + grid.width, LABEL_HEIGHT + grid.height + truth.height), "white")
-    block.paste(grid, (ROW_LABEL_WIDTH, LABEL_HEIGHT))
-    block.paste(truth, (ROW_LABEL_WIDTH, LABEL_HEIGHT + grid.height))
-    draw = PIL.ImageDraw.Draw(block)
-    font = PIL.ImageFont.load_default()
-    draw.text((2, 1), clip["title"], fill="black", font=font)
-    for row, label in enumerate(rows):
-        draw.text((2, 2 * LABEL_HEIGHT + row * cell_height + cell_height // 2), label, fill="black", font=font)
-    return block
+    """One clip's part of the contact sheet (`animatex_pp.io.preview.clip_sheet`): its title, then rows pose
+    (animation only), output and ground truth over evenly spaced frames, the reference (and its pose) in the first
+    column."""
+    rows = [] if clip["pose"] is None else [SheetRow("pose", clip["pose"], clip["reference_pose"])]
+    rows += [SheetRow("output", clip["output"], clip["reference"]),
+             SheetRow("ground truth", clip["ground_truth"], clip["reference"])]  # fmt: skip
+    return clip_sheet(rows, title=clip["title"], label_rows=True)
 
 
 def validation_sheet(clips: list[dict[str, Any]]) -> PIL.Image.Image:
-    """The clips' blocks stacked top to bottom, left-aligned on white (clips of other buckets are other widths)."""
-    blocks = [clip_block(clip) for clip in clips]
-    sheet = PIL.Image.new(
-        "RGB", (max(block.width for block in blocks), sum(block.height for block in blocks)), "white"
-    )
-    top = 0
-    for block in blocks:
-        sheet.paste(block, (0, top))
-        top += block.height
-    return sheet
+    """The clips' blocks stacked top to bottom."""
+    return stack_sheets([clip_block(clip) for clip in clips])

@@ -7,12 +7,12 @@ import PIL.Image
 import pytest
 from omegaconf import OmegaConf
 
-from animatex_pp.io.preview import LABEL_HEIGHT
+from animatex_pp.io.preview import LABEL_HEIGHT, ROW_LABEL_WIDTH
 from animatex_pp.io.video import read_video
 from animatex_pp.testing import tiny_components, tiny_pipeline
 from animatex_pp.training import train
 from animatex_pp.training.config import compose_config, config_dir
-from animatex_pp.training.validation import ROW_LABEL_WIDTH, SHEET_FILE, write_validation
+from animatex_pp.training.validation import SHEET_FILE, write_validation
 
 # Clips are 96 x 64 (dance, animation) and 64 x 96 (walk, ti2v); these buckets keep the tiny model fast.
 BUCKETS = [[48, 32], [32, 48]]
