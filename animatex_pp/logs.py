@@ -8,7 +8,7 @@ that library will later configure):
   straight to file descriptor 2 and ignores glog's environment variables, so `filtered_native_stderr` puts a pipe
   behind descriptor 2 for the command's lifetime and forwards every other byte unchanged (progress bars included);
 - transformers' notice that `CLIPImageProcessor` falls back to its PIL backend without torchvision (the library
-  works without torchvision by design, DESIGN §6): a filter on transformers' logger for that one message;
+  works without torchvision by design, docs/architecture.md): a filter on transformers' logger for that one message;
 - DeepSpeed's "Setting accelerator to CPU" line at import: a filter on the `DeepSpeed` logger, which DeepSpeed
   later configures but does not clear of filters.
 

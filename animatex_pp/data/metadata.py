@@ -1,6 +1,6 @@
 """Training metadata: the clip list a dataset is built from, read from JSONL or CSV and checked before any decoding.
 
-One clip per line (DESIGN §5.1):
+One clip per line (docs/data.md):
 
     {"video": "clips/0001.mp4", "task": "animation", "caption": "a person dances", "pose": "poses/0001.npz"}
     {"video": "clips/0002.mp4", "task": "ti2v", "caption": "the background drifts left", "fps": 16}

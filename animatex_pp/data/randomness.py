@@ -1,4 +1,4 @@
-"""Randomness as a function, not a state (DESIGN §5.1).
+"""Randomness as a function, not a state (docs/data.md, Randomness).
 
 Every random choice of training — the task of a step, a clip's window and reference frame, the EPI augmentation,
 a replacement for a clip that failed to decode, condition dropout, the noise level and the noise — is drawn from a

@@ -1,4 +1,4 @@
-"""`fit_vae`: the demo's first stage, a small `AutoencoderKLWan` fitted on SynthX frames (DESIGN §8).
+"""`fit_vae`: the demo's first stage, a small `AutoencoderKLWan` fitted on SynthX frames (docs/results.md).
 
 No pretrained Wan VAE can be had offline, and a random one maps every clip to noise, so the demo fits one, in two
 phases: random `crop_frames`-long crops of the training videos (cheap steps that teach the spatial code), then

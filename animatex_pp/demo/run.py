@@ -1,4 +1,4 @@
-"""`run_demo`: the whole system on one CPU in minutes (DESIGN §8): SynthX, the VAE, precompute, the real trainer,
+"""`run_demo`: the whole system on one CPU in minutes (docs/results.md): SynthX, the VAE, precompute, the real trainer,
 evaluation against ground truth, and a generated clip of a held-out X character.
 
 Stages, one function each, in order: `build_benchmark` (SynthX into `synthx/`), `fit_demo_vae` (`vae/`),
@@ -318,7 +318,7 @@ def _demo_clip(out: Path, config: DemoConfig) -> None:
 
 
 def _goals(metrics: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
-    """Issue 10 item 4's goals the demo measures: (goal, met, the numbers)."""
+    """The goals the demo measures: (goal, met, the numbers)."""
     x, dynamic = metrics["test_x"], metrics["test_x_dynamic"]
     margin = x["psnr"] - x["copy_reference_psnr"]
     pose_gap = x["psnr"] - x["no_pose_psnr"]
@@ -384,7 +384,7 @@ def _report(metrics: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "Goals (issue 10, item 4; measured, not asserted):",
+        "Goals (measured, not asserted):",
         "",
         "| goal | met | measured |",
         "|---|---|---|",

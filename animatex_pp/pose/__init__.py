@@ -1,4 +1,4 @@
-"""Pose: keypoint sequences, extraction backends, rendering, retargeting and EPI augmentation (DESIGN §4).
+"""Pose: keypoint sequences, extraction backends, rendering, retargeting and EPI augmentation (docs/pose.md).
 
 Independent of the video model: numpy at the core, torch only for the pose-video tensor `render(..., output="pt")`,
 onnxruntime or mediapipe only inside their extraction backends.

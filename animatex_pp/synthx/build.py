@@ -1,6 +1,6 @@
 """Build a SynthX benchmark: plan the clips of every split, render them (in parallel), write files and metadata.
 
-Splits (DESIGN §8): `train` holds human-like animation clips on still backgrounds (training motions) and ti2v
+Splits (docs/synthx.md): `train` holds human-like animation clips on still backgrounds (training motions) and ti2v
 clips (a human-like character standing, or none, over a background that moves as the caption says); `test_x` holds
 X characters performing held-out motions on still backgrounds; `test_x_dynamic` the same with a background prompt
 and the ground truth rendered with that background motion; `test_human` held-out human-like identities and
