@@ -1,4 +1,4 @@
-"""Shared test setup: offline hub, seeded tiny components, paths to the shared sample assets."""
+"""Shared test setup: offline hub, paths to the shared sample assets, a tiny saved pipeline, a small dataset."""
 
 import os
 
@@ -19,6 +19,14 @@ def shared_assets() -> Path:
     if not SHARED_ASSETS.is_dir():
         pytest.fail(f"sample assets not found at {SHARED_ASSETS}: clone the project with ../shared beside it")
     return SHARED_ASSETS
+
+
+@pytest.fixture(scope="session")
+def clip_folder(tmp_path_factory, shared_assets) -> Path:
+    """A small training dataset of both tasks with bad rows of every kind (`tests.helpers.clips`)."""
+    from tests.helpers.clips import write_clip_folder
+
+    return write_clip_folder(tmp_path_factory.mktemp("clips"), shared_assets)
 
 
 @pytest.fixture(scope="module")

@@ -1,70 +1,68 @@
 """Argument checks every `animatex-pp` command shares: files and folders that must exist, outputs that must be
-writable and must not overwrite an input, numbers, sizes, seeds, devices, dtypes.
+writable and must not overwrite an input, numbers, sizes, seeds, devices, dtypes, and the pose extractor's options.
 
 argparse `type=` functions raise `argparse.ArgumentTypeError` (argparse names the option); the others raise
 `FileNotFoundError` for a missing file and `ValueError` for a wrong one, which `animatex_pp.cli` prints as one line
-with exit code 2.
+with exit code 2. The checks that the library's evaluation makes too live in `animatex_pp.pipelines.checks` and are
+re-exported here, so a command imports every check from this module.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 from collections.abc import Mapping, Set
 from pathlib import Path
 
+from animatex_pp.pipelines.checks import (
+    DTYPES,
+    check_device,
+    existing_dir,
+    existing_file,
+    output_folder,
+    refuse_inputs,
+    torch_dtype,
+    writable_folder,
+)
 from animatex_pp.pose.render import MAX_SIDE
+
+__all__ = [
+    "DTYPES",
+    "DWPOSE_FILES",
+    "POSE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "add_pose_backend_arguments",
+    "check_device",
+    "existing_dir",
+    "existing_file",
+    "finite_float",
+    "integer",
+    "non_negative_float",
+    "non_negative_int",
+    "open_image",
+    "output_folder",
+    "output_path",
+    "pose_backend_options",
+    "positive_float",
+    "positive_int",
+    "refuse_inputs",
+    "random_seed",
+    "height_width",
+    "torch_dtype",
+    "writable_folder",
+]
 
 POSE_SUFFIXES = frozenset({".npz", ".json"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif"})
-DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+# The two ONNX files of DWPose (Hugging Face yzd-v/DWPose), by the extractor option each is passed as.
+DWPOSE_FILES = {"det_model": "yolox_l.onnx", "pose_model": "dw-ll_ucoco_384.onnx"}
+DWPOSE_SOURCE = "Hugging Face yzd-v/DWPose"
 
 
-def _existing_file(path: str, what: str, suffixes: Set[str] | None = None) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    if not path.is_file():
-        raise ValueError(f"{what} must be a file, got a directory: {path}")
-    if suffixes is not None and path.suffix.lower() not in suffixes:
-        raise ValueError(f"{what} must be one of {', '.join(sorted(suffixes))}, got {path.name}")
-    return path
+# ----------------------------------------------------------------------------- argparse types
 
 
-def _existing_dir(path: str, what: str, marker: str, hint: str) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    if not (path / marker).is_file():
-        raise ValueError(f"{path} is not {what}: it has no {marker}. {hint}")
-    return path
-
-
-def _writable_folder(folder: Path, option: str) -> None:
-    """Try to create a file in `folder` (permission bits alone miss read-only mounts and ACLs)."""
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise ValueError(f"{option}: cannot write in {folder} ({error.strerror}): choose another folder") from None
-
-
-def _refuse_inputs(path: Path, option: str, inputs: Mapping[str, Path | None]) -> None:
-    """An output must never be an input file (or hold one, for a directory output that replaces a folder)."""
-    target = path.resolve()
-    for input_option, input_path in inputs.items():
-        if input_path is None:
-            continue
-        source = input_path.resolve()
-        if source == target or target in source.parents:
-            raise ValueError(
-                f"{option} {path} would overwrite {input_option} {input_path}: inputs are never overwritten, choose "
-                "another output path"
-            )
-
-
-def _size(text: str) -> tuple[int, int]:
+def height_width(text: str) -> tuple[int, int]:
     """'832x480' -> (832, 480): height x width, each side 1 to `MAX_SIDE` pixels (larger is a typo: the pose video
     alone would not fit in memory)."""
     try:
@@ -78,7 +76,7 @@ def _size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def _finite_float(text: str) -> float:
+def finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -88,85 +86,113 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _positive_float(text: str) -> float:
-    value = _finite_float(text)
+def positive_float(text: str) -> float:
+    value = finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
 
 
-def _non_negative_float(text: str) -> float:
-    value = _finite_float(text)
+def non_negative_float(text: str) -> float:
+    value = finite_float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
-def _integer(text: str) -> int:
+def integer(text: str) -> int:
     try:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
 
 
-def _seed(text: str) -> int:
-    value = _integer(text)
+def positive_int(text: str) -> int:
+    value = integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def random_seed(text: str) -> int:
+    value = integer(text)
     # torch.Generator.manual_seed takes 64-bit values.
     if not 0 <= value < 2**64:
         raise argparse.ArgumentTypeError(f"must be between 0 and 2**64 - 1, got {text}")
     return value
 
 
-def _open_image(path: Path, what: str):
+# ----------------------------------------------------------------------------- files
+
+
+def open_image(path: Path, what: str):
     """The image at `path` as a viewer shows it (`animatex_pp.io.image`); unreadable is a ValueError, exit code 2."""
     from animatex_pp.io.image import read_image
 
     return read_image(path, what)
 
 
-def _positive_int(text: str) -> int:
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _torch_dtype(name: str):
-    import torch
-
-    return getattr(torch, DTYPES[name])
-
-
-def _output_path(path: str | Path, suffix: str, what: str, inputs: Mapping[str, Path | None]) -> Path:
+def output_path(path: str | Path, suffixes: Set[str], what: str, inputs: Mapping[str, Path | None]) -> Path:
+    """A file to write: one of `suffixes`, not a directory, in an existing writable folder, and not an input."""
     path = Path(path)
-    if path.suffix.lower() != suffix:
-        raise ValueError(f"{what} must end in {suffix}, got {path}")
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(f"{what} must end in {' or '.join(sorted(suffixes))}, got {path}")
     if path.is_dir():
-        raise ValueError(f"{what} {path} is a directory: give the path of a {suffix} file")
+        raise ValueError(f"{what} {path} is a directory: give the path of a {' or '.join(sorted(suffixes))} file")
     if not path.parent.exists():
-        raise FileNotFoundError(f"the folder for {what} does not exist: {path.parent}")
+        raise FileNotFoundError(f"the folder for {what} does not exist: {path.parent}; create it first")
     if not path.parent.is_dir():
         raise ValueError(f"{what} {path}: {path.parent} is not a folder")
-    _writable_folder(path.parent, what)
-    _refuse_inputs(path, what, inputs)
+    writable_folder(path.parent, what)
+    refuse_inputs(path, what, inputs)
     return path
 
 
-def _check_device(name: str) -> None:
-    """Refuse a device torch cannot name or this machine does not have, before anything is loaded."""
-    import torch
+# ----------------------------------------------------------------------------- the pose extractor
 
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name} is not a torch device: use cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f"--device {name}: this machine has no CUDA device (or this torch has no CUDA); use cpu")
-        if device.index is not None and device.index >= count:
-            raise ValueError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {name}: MPS is not available on this machine; use cpu")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"--device {name}: use cpu, cuda, cuda:N or mps")
+
+def add_pose_backend_arguments(parser: argparse.ArgumentParser, uses: str) -> None:
+    """The pose extractor's options, the same in every command that extracts poses (`uses`: what it extracts)."""
+    parser.add_argument(
+        "--pose-backend",
+        choices=("mediapipe", "dwpose"),
+        default="mediapipe",
+        help=f"pose extractor {uses} (default mediapipe, which ships its model; dwpose needs --dwpose-dir)",
+    )
+    parser.add_argument(
+        "--dwpose-dir",
+        metavar="DIR",
+        help=f"--pose-backend dwpose: the folder of {' and '.join(DWPOSE_FILES.values())} ({DWPOSE_SOURCE})",
+    )
+    parser.add_argument("--no-hands", action="store_true", help="mediapipe: body and feet only (twice as fast)")
+
+
+def pose_backend_options(args: argparse.Namespace) -> dict:
+    """The keyword options `animatex_pp.pose.extract` takes for `args.pose_backend`, once the files exist."""
+    if args.pose_backend == "mediapipe":
+        if args.dwpose_dir:
+            raise ValueError("--dwpose-dir is for --pose-backend dwpose: add --pose-backend dwpose, or drop it")
+        return {"hands": not args.no_hands}
+    if args.no_hands:
+        raise ValueError("--no-hands is a mediapipe option (DWPose always finds the hands): drop it")
+    if not args.dwpose_dir:
+        raise ValueError(
+            f"--pose-backend dwpose needs --dwpose-dir: the folder of {' and '.join(DWPOSE_FILES.values())} "
+            f"(download them from {DWPOSE_SOURCE})"
+        )
+    folder = Path(args.dwpose_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--dwpose-dir not found: {folder}")
+    options = {}
+    for option, name in DWPOSE_FILES.items():
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"--dwpose-dir {folder} has no {name}: download it from {DWPOSE_SOURCE}")
+        options[option] = folder / name
+    return options

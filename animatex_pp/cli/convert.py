@@ -11,12 +11,11 @@ from pathlib import Path
 
 from animatex_pp.cli.checks import (
     DTYPES,
-    _existing_dir,
-    _existing_file,
-    _positive_float,
-    _refuse_inputs,
-    _torch_dtype,
-    _writable_folder,
+    existing_dir,
+    existing_file,
+    positive_float,
+    refuse_inputs,
+    writable_folder,
 )
 
 CONVERT_EPILOG = """\
@@ -30,108 +29,48 @@ into place when complete. Exit codes: 0 done, 1 conversion failed, 2 bad argumen
 """
 
 
-# ----------------------------------------------------------------------------- convert
-
-
 def run_convert(args: argparse.Namespace) -> int:
-    # 1. Check the inputs before loading 14B parameters
-    base = _existing_dir(
+    # 1. Check the paths before 14B parameters load (the library checks the folders' weight files)
+    base = existing_dir(
         args.base,
         "a diffusers Wan2.1 I2V directory",
         "model_index.json",
         "Download Wan-AI/Wan2.1-I2V-14B-720P-Diffusers (see docs/quickstart.md).",
     )
-    checkpoint_path = _existing_file(
-        args.checkpoint, "Animate-X++ checkpoint", {".ckpt", ".pt", ".pth", ".safetensors"}
-    )
-    motion_dir = None
+    checkpoint = existing_file(args.checkpoint, "Animate-X++ checkpoint", {".ckpt", ".pt", ".pth", ".safetensors"})
+    motion_encoder = None
     if args.motion_encoder:
-        motion_dir = _existing_dir(
+        motion_encoder = existing_dir(
             args.motion_encoder,
             "a transformers CLIP directory",
             "config.json",
             "Use laion/CLIP-ViT-H-14-laion2B-s32B-b79K (transformers format).",
         )
     output = Path(args.output)
-    inputs = {"--base": base, "--checkpoint": checkpoint_path, "--motion-encoder": motion_dir}
-    _refuse_inputs(output, "--output", inputs)
+    refuse_inputs(output, "--output", {"--base": base, "--checkpoint": checkpoint, "--motion-encoder": motion_encoder})
     if output.exists() and not args.overwrite:
         raise ValueError(f"{output} exists; pass --overwrite to replace it")
     if not output.parent.exists():
-        raise FileNotFoundError(f"the folder for --output does not exist: {output.parent}")
-    _writable_folder(output.parent, "--output")
-    from animatex_pp.models.weight_files import check_model_folder, check_pipeline_folder
-
-    check_pipeline_folder(base, "--base", "Download it again (see docs/quickstart.md).")
-    if motion_dir is not None:
-        check_model_folder(motion_dir, "--motion-encoder")
-
-    import torch
-    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler, WanImageToVideoPipeline
-    from transformers import CLIPVisionModelWithProjection
+        raise FileNotFoundError(f"the folder for --output does not exist: {output.parent}; create it first")
+    writable_folder(output.parent, "--output")
 
     from animatex_pp.io.files import atomic_directory
-    from animatex_pp.models.convert import (
-        animatex_from_wan,
-        convert_animatex_state_dict,
-        infer_stream_config,
-        load_animatex_checkpoint,
+    from animatex_pp.pipelines.loading import pipeline_from_wan
+
+    # 2. Build the pipeline, then save it beside the destination and rename it into place
+    pipe = pipeline_from_wan(
+        base,
+        checkpoint,
+        motion_encoder,
+        lora=args.lora,
+        scheduler=args.scheduler,
+        shift=args.shift,
+        dtype=args.dtype,
+        preset=args.preset,
     )
-    from animatex_pp.models.presets import split_preset
-    from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
-
-    state_dict = load_animatex_checkpoint(checkpoint_path)
-    converted = convert_animatex_state_dict(state_dict)
-    has_ipi = converted.has_ipi
-    if has_ipi and motion_dir is None:
-        raise ValueError(
-            f"{checkpoint_path.name} has an implicit pose indicator, which needs the CLIP it was trained with: pass "
-            "--motion-encoder DIR (laion/CLIP-ViT-H-14-laion2B-s32B-b79K in transformers format)"
-        )
-    # The checkpoint's shapes give the stream sizes; the preset gives only what shapes cannot (head counts, ...).
-    inferred = infer_stream_config(converted.streams)
-    stream_config = {key: value for key, value in split_preset(args.preset)[1].items() if key not in inferred}
-
-    # 2. Load the base pipeline: the VAE and the CLIPs stay in float32, as Wan recommends
-    dtype = _torch_dtype(args.dtype)
-    wan = WanImageToVideoPipeline.from_pretrained(
-        base, dtype={"vae": torch.float32, "image_encoder": torch.float32, "default": dtype}
-    )
-
-    # 3. Apply the release to the transformer; add the motion encoder; the official sampler shift
-    transformer = animatex_from_wan(wan.transformer, state_dict, lora=args.lora, **stream_config)
-    motion_encoder = None
-    if has_ipi:
-        motion_encoder = CLIPVisionModelWithProjection.from_pretrained(motion_dir, dtype=torch.float32)
-        clip_dim = transformer.config.ipi_clip_dim
-        if motion_encoder.config.projection_dim != clip_dim:
-            raise ValueError(
-                f"the motion encoder projects to {motion_encoder.config.projection_dim} dimensions but the implicit "
-                f"pose indicator takes {clip_dim}: use the CLIP the checkpoint was trained with"
-            )
-    scheduler_class = UniPCMultistepScheduler if args.scheduler == "unipc" else FlowMatchEulerDiscreteScheduler
-    shift = {"flow_shift": args.shift} if args.scheduler == "unipc" else {"shift": args.shift}
-    if args.scheduler == "unipc":
-        scheduler = scheduler_class.from_config(
-            wan.scheduler.config, prediction_type="flow_prediction", use_flow_sigmas=True, **shift
-        )
-    else:
-        scheduler = scheduler_class(**shift)
-
-    pipe = AnimateXPipeline(
-        tokenizer=wan.tokenizer,
-        text_encoder=wan.text_encoder,
-        vae=wan.vae,
-        scheduler=scheduler,
-        transformer=transformer,
-        image_processor=wan.image_processor,
-        image_encoder=wan.image_encoder,
-        motion_encoder=motion_encoder,
-    )
-
-    # 4. Save beside the destination, then rename into place
     with atomic_directory(output) as staging:
         pipe.save_pretrained(staging, safe_serialization=True)
+    has_ipi = pipe.motion_encoder is not None
     print(f"wrote {output} (implicit pose indicator: {'yes' if has_ipi else 'no'}, transformer {args.dtype})")
     return 0
 
@@ -159,6 +98,6 @@ def register(subparsers) -> None:
     convert.add_argument("--dtype", default="bf16", choices=sorted(DTYPES), help="transformer/text encoder dtype")
     convert.add_argument("--lora", default="merge", choices=["merge", "adapter"], help="merge the LoRA (default)")
     convert.add_argument("--scheduler", default="unipc", choices=["unipc", "euler"], help="flow-matching sampler")
-    convert.add_argument("--shift", type=_positive_float, default=5.0, help="flow shift (official 5)")
+    convert.add_argument("--shift", type=positive_float, default=5.0, help="flow shift (official 5)")
     convert.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     convert.set_defaults(handler=run_convert)

@@ -7,7 +7,8 @@ code 2 with the message.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from animatex_pp.cli.checks import existing_file
 
 EPILOG = """\
 examples:
@@ -17,17 +18,10 @@ Exit codes: 0 done, 1 nothing usable, 2 bad arguments or files.
 """
 
 
-def _metadata_file(path: str) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"metadata file not found: {path}")
-    return path
-
-
 def run_check(args: argparse.Namespace) -> int:
     from animatex_pp.data.metadata import read_metadata
 
-    report = read_metadata(_metadata_file(args.metadata))
+    report = read_metadata(existing_file(args.metadata, "metadata file"))
     print(report.summary_table())
     if report.problems:
         print(f"\nskipped rows:\n{report.problem_list(limit=len(report.problems))}")

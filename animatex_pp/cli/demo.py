@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
+
+from animatex_pp.cli.checks import output_folder, positive_int
 
 EPILOG = """\
 examples:
@@ -25,20 +26,10 @@ Exit codes: 0 done, 1 failed, 2 bad arguments.
 def run_demo_command(args: argparse.Namespace) -> int:
     from animatex_pp.demo import QUICK, DemoConfig, run_demo
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file: give a folder for the demo")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"--out: the folder {out.parent} does not exist; create it first")
+    out = output_folder(args.out, "--out", "the demo")
     config = QUICK if args.quick else DemoConfig()
-    options = {"--steps": ("train_steps", args.steps), "--vae-steps": ("vae_steps", args.vae_steps),
-               "--threads": ("threads", args.threads)}  # fmt: skip
-    changes = {}
-    for option, (field, value) in options.items():
-        if value is not None and value < 1:
-            raise ValueError(f"{option} must be at least 1, got {value}")
-        if value is not None:
-            changes[field] = value
+    options = {"train_steps": args.steps, "vae_steps": args.vae_steps, "threads": args.threads}
+    changes = {field: value for field, value in options.items() if value is not None}
     metrics = run_demo(out, dataclasses.replace(config, **changes), progress=not args.quiet, ablation=args.ablation)
     print((out / "report.md").read_text(encoding="utf-8"))
     print(f"done in {metrics['wall_time_s']:.0f} s: {out}")
@@ -55,15 +46,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("--out", default="animatex-demo", help="folder to write (default: ./animatex-demo)")
     demo.add_argument("--quick", action="store_true", help="toy sizes: every stage runs, nothing is learnt")
-    demo.add_argument("--steps", type=int, help="training steps (default: the synthx_tiny recipe's)")
+    demo.add_argument("--steps", type=positive_int, help="training steps (default: the synthx_tiny recipe's)")
     demo.add_argument(
-        "--vae-steps", type=int, help="VAE fitting steps on 5-frame crops (default: 400), before 150 on whole clips"
+        "--vae-steps",
+        type=positive_int,
+        help="VAE fitting steps on 5-frame crops (default: 400), before 150 on whole clips",
     )
     demo.add_argument(
         "--ablation",
         action="store_true",
         help="also train and evaluate the synthx_ablation sweep (full / no IPI / no EPI / no ti2v)",
     )
-    demo.add_argument("--threads", type=int, help="torch threads (default: 1, fastest on a shared 2-core machine)")
+    demo.add_argument(
+        "--threads", type=positive_int, help="torch threads (default: 1, fastest on a shared 2-core machine)"
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(handler=run_demo_command)

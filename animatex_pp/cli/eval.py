@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from animatex_pp.cli.checks import DTYPES, _non_negative_float, _positive_int, _seed
+from animatex_pp.cli.checks import DTYPES, non_negative_float, positive_int, random_seed
 
 EVAL_EPILOG = """\
 examples:
@@ -67,16 +67,16 @@ def register(subparsers) -> None:
     parser.add_argument("--model", required=True, metavar="DIR", help="pipeline directory (convert or train export)")
     parser.add_argument("--data", required=True, metavar="METADATA", help="the split's .jsonl/.csv, e.g. test_x.jsonl")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (an earlier run's resumes)")
-    parser.add_argument("--steps", type=_positive_int, default=8, help="denoising steps (default 8)")
+    parser.add_argument("--steps", type=positive_int, default=8, help="denoising steps (default 8)")
     parser.add_argument(
-        "--guidance", type=_non_negative_float, default=1.0, help="classifier-free guidance scale (default 1: off)"
+        "--guidance", type=non_negative_float, default=1.0, help="classifier-free guidance scale (default 1: off)"
     )
-    parser.add_argument("--seed", type=_seed, default=0, help="the noise seed of every clip (default 0)")
+    parser.add_argument("--seed", type=random_seed, default=0, help="the noise seed of every clip (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N or mps (default cpu)")
     parser.add_argument(
         "--dtype", default="fp32", choices=sorted(DTYPES), help="transformer/text encoder dtype (default fp32)"
     )
-    parser.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N clips")
+    parser.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N clips")
     parser.add_argument("--no-baselines", action="store_true", help="score the model only, without baselines")
     parser.add_argument(
         "--skip-no-pose",

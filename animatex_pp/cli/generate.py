@@ -1,40 +1,40 @@
-"""`animatex-pp generate` and `animatex-pp convert`: a thin shell over `AnimateXPipeline` and the checkpoint import.
+"""`animatex-pp generate`: a thin shell over `AnimateXPipeline`.
 
 Every argument and file is checked before a model is loaded or a pose extractor runs: numbers and sizes, the device,
-frame counts against every input, output paths (never a directory, an unwritable folder or one of the inputs), and
-model folders whose weight files are missing or cut short. A missing file is a `FileNotFoundError` and a wrong one a
-`ValueError`, which `animatex_pp.cli` turns into exit code 2 with the message; messages name the option.
-Sizes are height x width everywhere, as `--size` takes them.
+frame counts against every input (by the pipeline's own frame plan, from the model's configs), output paths (never
+a directory, an unwritable folder or one of the inputs), and model folders whose weight files are missing or cut
+short. A missing file is a `FileNotFoundError` and a wrong one a `ValueError`, which `animatex_pp.cli` turns into
+exit code 2 with the message; messages name the option. Sizes are height x width everywhere, as `--size` takes them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
-from collections.abc import Mapping
 from pathlib import Path
 
 from animatex_pp.cli.checks import (
     DTYPES,
     POSE_SUFFIXES,
     VIDEO_SUFFIXES,
-    _check_device,
-    _existing_dir,
-    _existing_file,
-    _integer,
-    _non_negative_float,
-    _open_image,
-    _output_path,
-    _positive_float,
-    _positive_int,
-    _seed,
-    _size,
-    _torch_dtype,
+    add_pose_backend_arguments,
+    check_device,
+    existing_dir,
+    existing_file,
+    height_width,
+    integer,
+    non_negative_float,
+    open_image,
+    output_path,
+    pose_backend_options,
+    positive_float,
+    positive_int,
+    random_seed,
 )
 from animatex_pp.io.video import DEFAULT_FPS, IMAGE_SUFFIXES
+from animatex_pp.pipelines.geometry import PipelineGeometry
 
 EMPTY_SKELETON_LEVEL = 32  # a rendered skeleton video or image darker than this everywhere has nothing drawn
+MODEL_HINT = "Rebuild it with `animatex-pp convert` or copy it again."
 
 GENERATE_EPILOG = """\
 examples:
@@ -46,6 +46,10 @@ examples:
   animatex-pp generate --model animatex-720p --image cat.png --pose dance.pose.npz \\
       --reference-pose cat.pose.npz --frames 81 --steps 30 --output cat_dance.mp4
 
+  # poses extracted with DWPose (the extractor of the released weights' training data)
+  animatex-pp generate --model animatex-720p --image girl.png --driving-video dance.mp4 \\
+      --pose-backend dwpose --dwpose-dir weights/dwpose --output girl_dance.mp4
+
   # text-image-to-video: no pose, the prompt drives the motion
   animatex-pp generate --model animatex-720p --image city.png --mode ti2v \\
       --prompt "the camera flies over the city at night" --output city.mp4
@@ -55,32 +59,6 @@ reference, the poses and the generated frames. Exit codes: 0 done, 1 generation 
 """
 
 # ----------------------------------------------------------------------------- generate
-
-
-def _read_config(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path} could not be read ({error}): copy the model again") from None
-
-
-def _model_geometry(model_dir: Path) -> dict:
-    """What the checks need from a pipeline directory's configs (a few JSON files, no weights): the size multiple,
-    the VAE's frame packing and the window length the IPI ties generation to."""
-    from animatex_pp.models.weight_files import check_pipeline_folder
-    from animatex_pp.pipelines.pipeline_animatex import WAN_WINDOW_FRAMES
-
-    check_pipeline_folder(model_dir, "--model", "Rebuild it with `animatex-pp convert` or copy it again.")
-    vae = _read_config(model_dir / "vae" / "config.json")
-    transformer = _read_config(model_dir / "transformer" / "config.json")
-    index = _read_config(model_dir / "model_index.json")
-    has_ipi = transformer.get("use_ipi", False) and (index.get("motion_encoder") or [None])[0] is not None
-    return {
-        "multiple": vae.get("scale_factor_spatial", 8) * transformer["patch_size"][1],
-        "temporal": vae.get("scale_factor_temporal", 4),
-        "ipi_window": transformer.get("ipi_num_frames", WAN_WINDOW_FRAMES) if has_ipi else None,
-        "wan_window": WAN_WINDOW_FRAMES,
-    }
 
 
 def _input_length(path: Path, stride: int) -> int | None:
@@ -94,47 +72,29 @@ def _input_length(path: Path, stride: int) -> int | None:
     return len(PoseSequence.load(path)[::stride])
 
 
-def _check_frames(args: argparse.Namespace, lengths: Mapping[str, int | None], temporal: int) -> int | None:
-    """The frame count to generate, checked against every input: an impossible count is refused naming --frames.
+def _plan_frames(args: argparse.Namespace, inputs: dict[str, Path | None], geometry: PipelineGeometry) -> int | None:
+    """The pipeline's own frame plan (`animatex_pp.pipelines.windowing.plan_frames`) for these options, from the
+    model's configs and the inputs' headers: an impossible --frames or --window-overlap is refused naming it."""
+    from animatex_pp.pipelines.windowing import FrameArguments, plan_frames
 
-    Counts that are not 4k+1 round up as the pipeline does, unless that passes an input's end; then down.
-    """
-    known = {option: length for option, length in lengths.items() if length is not None}
-    shortest = min(known.values(), default=None)
-    frames = args.frames
-    asked = f"--frames {frames}"
-    if frames is None:
-        # The pipeline's default: the driving poses' length, as 4k+1.
-        source = next(iter(known), None)
-        if source is None:
-            return None
-        frames = (known[source] - 1) // temporal * temporal + 1
-        asked = f"the default --frames {frames} (the length of {source})"
-    elif frames % temporal != 1:
-        rounded = math.ceil((frames - 1) / temporal) * temporal + 1
-        if shortest is not None and rounded > shortest >= frames:
-            rounded = (frames - 1) // temporal * temporal + 1
-        print(f"--frames {frames} is not {temporal}k+1 (the VAE packs {temporal} frames per latent frame): "
-              f"generating {rounded}")  # fmt: skip
-        asked = f"--frames {args.frames} (as 4k+1: {rounded})"
-        frames = rounded
-    for option, length in known.items():
-        if length < frames:
-            fits = (length - 1) // temporal * temporal + 1
-            stride = f" at --stride {args.stride}" if args.stride > 1 else ""
-            raise ValueError(
-                f"{asked} needs {frames} frames but {option} has {length}{stride}: use --frames {fits} or less, or a "
-                "longer input"
-            )
-    return frames
-
-
-def _check_window_overlap(overlap: int | None, window: int, temporal: int) -> None:
-    if overlap is not None and not (overlap % temporal == 0 and temporal <= overlap <= window - 1):
-        raise ValueError(
-            f"--window-overlap {overlap}: frames shared by windows of {window} must be a multiple of {temporal} "
-            f"from {temporal} to {window - 1}"
-        )
+    lengths = {}
+    if args.mode == "animation":
+        at_stride = f" at --stride {args.stride}" if args.stride > 1 else ""
+        for option in ("--pose", "--driving-video"):
+            if inputs[option] is not None and (length := _input_length(inputs[option], args.stride)) is not None:
+                lengths[option + at_stride] = length
+    # The IPI runs on keypoints: a pose file, or poses extracted from the driving video (not a rendered pose video).
+    pose_path = inputs["--pose"]
+    keypoints = args.mode == "animation" and (pose_path is None or pose_path.suffix.lower() not in VIDEO_SUFFIXES)
+    names = FrameArguments(num_frames="--frames", window_overlap="--window-overlap")
+    ipi_frames = geometry.ipi_frames if keypoints else None
+    plan = plan_frames(
+        args.frames, lengths, geometry.factors, ipi_frames, window_overlap=args.window_overlap, names=names
+    )
+    if plan.note is not None:
+        print(plan.note)
+    # Without a known input length the pipeline sets the default from the poses it is given.
+    return plan.num_frames if lengths or args.frames is not None else None
 
 
 def _load_pose_or_video(path: Path, stride: int):
@@ -146,28 +106,6 @@ def _load_pose_or_video(path: Path, stride: int):
         return read_video(path, stride=stride)
     pose = PoseSequence.load(path)[::stride]  # slicing with a step divides the sequence's fps too
     return pose, pose.fps
-
-
-def _load_reference_pose(path: Path):
-    """A saved PoseSequence (its first frame is the reference skeleton), or an image of the skeleton."""
-    from animatex_pp.pose.sequence import PoseSequence
-
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return _open_image(path, "--reference-pose")
-    return PoseSequence.load(path)
-
-
-def _backend_options(args: argparse.Namespace) -> dict:
-    """Options of the pose extractor: DWPose needs its two ONNX files, MediaPipe ships its model."""
-    if args.pose_backend == "mediapipe":
-        return {}
-    if not args.dwpose_dir:
-        raise ValueError("--pose-backend dwpose needs --dwpose-dir: the folder of yolox_l.onnx, dw-ll_ucoco_384.onnx")
-    folder = Path(args.dwpose_dir)
-    paths = {"det_model": folder / "yolox_l.onnx", "pose_model": folder / "dw-ll_ucoco_384.onnx"}
-    for path in paths.values():
-        _existing_file(str(path), "DWPose model")
-    return paths
 
 
 def _refuse_empty_poses(pose, pose_source: Path, reference_pose, reference_source: Path) -> None:
@@ -194,23 +132,25 @@ def _refuse_empty_poses(pose, pose_source: Path, reference_pose, reference_sourc
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    # 1. Check every argument and file before anything heavy is imported or loaded
-    model_dir = _existing_dir(
+    # 1. Check every argument and file before a model loads or a pose extractor runs
+    model_dir = existing_dir(
         args.model, "a pipeline directory", "model_index.json", "Make one with `animatex-pp convert`."
     )
-    image_path = _existing_file(args.image, "reference image", IMAGE_SUFFIXES)
-    pose_path = _existing_file(args.pose, "pose file") if args.pose else None
-    driving_path = _existing_file(args.driving_video, "driving video", VIDEO_SUFFIXES) if args.driving_video else None
+    image_path = existing_file(args.image, "reference image", IMAGE_SUFFIXES)
+    pose_path = existing_file(args.pose, "pose file") if args.pose else None
+    driving_path = existing_file(args.driving_video, "driving video", VIDEO_SUFFIXES) if args.driving_video else None
     extract_reference = args.mode == "animation" and args.reference_pose == "auto"
     reference_pose_path = None
     if args.reference_pose not in ("auto", "none"):
-        reference_pose_path = _existing_file(args.reference_pose, "--reference-pose", POSE_SUFFIXES | IMAGE_SUFFIXES)
+        reference_pose_path = existing_file(args.reference_pose, "--reference-pose", POSE_SUFFIXES | IMAGE_SUFFIXES)
     inputs = {"--image": image_path, "--pose": pose_path, "--driving-video": driving_path}
     inputs["--reference-pose"] = reference_pose_path
-    output = _output_path(args.output, ".mp4", "--output", inputs)
-    preview = None if args.no_preview else _output_path(output.with_suffix(".preview.png"), ".png", "--output", inputs)
+    output = output_path(args.output, {".mp4"}, "--output", inputs)
+    preview = None
+    if not args.no_preview:
+        preview = output_path(output.with_suffix(".preview.png"), {".png"}, "--output", inputs)
     if args.preview_video:
-        _output_path(output.with_suffix(".preview.mp4"), ".mp4", "--output", inputs)
+        output_path(output.with_suffix(".preview.mp4"), {".mp4"}, "--output", inputs)
     if args.mode == "animation" and pose_path is None and driving_path is None:
         raise ValueError(
             "--mode animation needs --pose or --driving-video (or use --mode ti2v for text-driven motion)"
@@ -225,34 +165,34 @@ def run_generate(args: argparse.Namespace) -> int:
         raise ValueError("--retarget needs keypoints to move: give --pose as a pose file, not a rendered video")
     if args.keep_missing_parts and not args.retarget:
         raise ValueError("--keep-missing-parts applies to retargeting: add --retarget")
-    needs_extractor = extract_reference or (pose_path is None and driving_path is not None)
-    backend_options = _backend_options(args) if needs_extractor else {}
+    backend_options = pose_backend_options(args)
+
+    from animatex_pp.models.weight_files import check_pipeline_folder
+    from animatex_pp.pipelines.loading import load_pipeline, read_pipeline_geometry
+
+    # The model folder's weight files are whole, and its configs fix the sizes and frame counts it takes.
+    check_pipeline_folder(model_dir, "--model", MODEL_HINT)
+    geometry = read_pipeline_geometry(model_dir)
     height, width = args.size
-    geometry = _model_geometry(model_dir)
-    multiple, temporal = geometry["multiple"], geometry["temporal"]
-    if height % multiple or width % multiple:
-        raise ValueError(f"--size {height}x{width}: height and width must each be a multiple of {multiple}")
-    keypoints = pose_path is None or pose_path.suffix.lower() not in VIDEO_SUFFIXES
-    window = geometry["ipi_window"] if keypoints and geometry["ipi_window"] else geometry["wan_window"]
-    _check_window_overlap(args.window_overlap, window, temporal)
-    lengths = {}
-    if args.mode == "animation":
-        given = [option for option in ("--pose", "--driving-video") if inputs[option] is not None]
-        lengths = {option: _input_length(inputs[option], args.stride) for option in given}
-    num_frames = _check_frames(args, lengths, temporal)
-    _check_device(args.device)
+    if height % geometry.size_multiple or width % geometry.size_multiple:
+        raise ValueError(
+            f"--size {height}x{width}: height and width must each be a multiple of {geometry.size_multiple}"
+        )
+    num_frames = _plan_frames(args, inputs, geometry)
+    check_device(args.device)
 
     import numpy as np
     import torch
 
     from animatex_pp.io.preview import write_contact_sheet, write_preview_video
     from animatex_pp.io.video import read_video, write_video
+    from animatex_pp.pipelines.conditioning import read_reference_pose
     from animatex_pp.pipelines.pipeline_animatex import OFFICIAL_NEGATIVE_PROMPT
     from animatex_pp.pose import extract, retarget
 
     # 2. Read the inputs
-    image = _open_image(image_path, "--image")
-    pose, driving_video, fps = None, None, None
+    image = open_image(image_path, "--image")
+    pose, driving_video, reference_pose, fps = None, None, None, None
     if pose_path is not None:
         pose, fps = _load_pose_or_video(pose_path, args.stride)
     if driving_path is not None:
@@ -262,7 +202,8 @@ def run_generate(args: argparse.Namespace) -> int:
             pose = extract(
                 driving_video, args.pose_backend, fps=driving_fps, name=str(driving_path), **backend_options
             )
-    reference_pose = _load_reference_pose(reference_pose_path) if reference_pose_path else None
+    if reference_pose_path is not None:
+        reference_pose = read_reference_pose(reference_pose_path, "--reference-pose")
     if extract_reference:
         reference_pose = extract(np.asarray(image), args.pose_backend, progress=False, name=str(image_path),
                                  **backend_options)  # fmt: skip
@@ -274,10 +215,8 @@ def run_generate(args: argparse.Namespace) -> int:
         pose = retarget(pose, reference_pose[0], keep_missing_parts=args.keep_missing_parts)
     fps = args.fps or fps or DEFAULT_FPS
 
-    # 3. Load the pipeline and apply the speed options
-    # The VAE and the CLIPs stay in float32, as the official code and diffusers' Wan examples load them.
-    float32 = {"vae": torch.float32, "image_encoder": torch.float32, "motion_encoder": torch.float32}
-    pipe = _load_pipeline(model_dir, dtype={**float32, "default": _torch_dtype(args.dtype)})
+    # 3. Load the pipeline (the VAE and the CLIPs in float32) and apply the speed options
+    pipe = load_pipeline(model_dir, dtype=args.dtype)
     pipe.set_progress_bar_config(desc="denoising", unit="step")
     if args.cpu_offload:
         pipe.enable_model_cpu_offload(device=args.device)
@@ -344,21 +283,6 @@ def _preview_poses(pose, reference_pose, height: int, width: int, num_frames: in
     return pose, reference_pose
 
 
-def _load_pipeline(model_dir: Path, dtype: dict):
-    """`AnimateXPipeline.from_pretrained`, with a damaged folder reported as such rather than as a traceback."""
-    from safetensors import SafetensorError
-
-    from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
-
-    try:
-        return AnimateXPipeline.from_pretrained(model_dir, dtype=dtype)
-    except (OSError, SafetensorError) as error:
-        raise ValueError(
-            f"--model {model_dir} could not be loaded ({str(error).splitlines()[0]}): the folder is incomplete or "
-            "damaged; copy it again or rebuild it with `animatex-pp convert`"
-        ) from None
-
-
 # ----------------------------------------------------------------------------- parsers
 
 
@@ -401,17 +325,8 @@ def register(subparsers) -> None:
     inputs.add_argument(
         "--negative-prompt", default=None, help="negative text for guidance (default: the official Animate-X++ one)"
     )
-    inputs.add_argument("--stride", type=_positive_int, default=1, help="take every Nth input frame (default 1)")
-    inputs.add_argument(
-        "--pose-backend",
-        default="mediapipe",
-        choices=["mediapipe", "dwpose"],
-        help="pose extractor for --driving-video without --pose and for --reference-pose auto (default mediapipe, "
-        "which runs offline)",
-    )
-    inputs.add_argument(
-        "--dwpose-dir", metavar="DIR", help="folder with yolox_l.onnx and dw-ll_ucoco_384.onnx (--pose-backend dwpose)"
-    )
+    inputs.add_argument("--stride", type=positive_int, default=1, help="take every Nth input frame (default 1)")
+    add_pose_backend_arguments(inputs, "for --driving-video without --pose and for --reference-pose auto")
     inputs.add_argument("--retarget", action="store_true", help="retarget the poses to --reference-pose's body")
     inputs.add_argument(
         "--keep-missing-parts",
@@ -423,24 +338,28 @@ def register(subparsers) -> None:
     sampling.add_argument("--output", required=True, metavar="PATH", help="output video (.mp4)")
     sampling.add_argument("--mode", default="animation", choices=["animation", "ti2v"], help="default: animation")
     sampling.add_argument(
-        "--size", type=_size, default=(832, 480), metavar="HxW", help="height x width, multiples of 16 (832x480)"
+        "--size",
+        type=height_width,
+        default=(832, 480),
+        metavar="HxW",
+        help="height x width, multiples of 16 (832x480)",
     )
     sampling.add_argument(
-        "--frames", type=_positive_int, default=None, help="frames, 4k+1 (default: the pose's length; ti2v 81)"
+        "--frames", type=positive_int, default=None, help="frames, 4k+1 (default: the pose's length; ti2v 81)"
     )
-    sampling.add_argument("--steps", type=_positive_int, default=50, help="denoising steps (default 50)")
+    sampling.add_argument("--steps", type=positive_int, default=50, help="denoising steps (default 50)")
     sampling.add_argument(
-        "--guidance", type=_non_negative_float, default=3.0, help="classifier-free guidance scale (default 3)"
+        "--guidance", type=non_negative_float, default=3.0, help="classifier-free guidance scale (default 3)"
     )
-    sampling.add_argument("--seed", type=_seed, default=0, help="random seed, 0 to 2**64 - 1 (default 0)")
+    sampling.add_argument("--seed", type=random_seed, default=0, help="random seed, 0 to 2**64 - 1 (default 0)")
     sampling.add_argument(
-        "--fps", type=_positive_float, default=None, help="output frame rate (default: the input's, else 16)"
+        "--fps", type=positive_float, default=None, help="output frame rate (default: the input's, else 16)"
     )
     sampling.add_argument(
         "--window-strategy", default="blend", choices=["blend", "carry"], help="long videos (default blend)"
     )
     sampling.add_argument(
-        "--window-overlap", type=_integer, default=None, help="frames shared by windows (multiple of 4)"
+        "--window-overlap", type=integer, default=None, help="frames shared by windows (multiple of 4)"
     )
 
     runtime = generate.add_argument_group("runtime")
@@ -450,7 +369,7 @@ def register(subparsers) -> None:
     runtime.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less memory)")
     runtime.add_argument(
         "--cache-threshold",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="FirstBlockCache threshold, e.g. 0.05 (off by default)",
     )

@@ -7,10 +7,20 @@ Inputs are checked (files exist, output folders exist, suffixes known) before an
 from __future__ import annotations
 
 import argparse
-from collections.abc import Set
 from pathlib import Path
 
-from animatex_pp.cli.checks import POSE_SUFFIXES
+from animatex_pp.cli.checks import (
+    POSE_SUFFIXES,
+    add_pose_backend_arguments,
+    existing_file,
+    integer,
+    non_negative_int,
+    open_image,
+    output_path,
+    pose_backend_options,
+    positive_float,
+    positive_int,
+)
 from animatex_pp.io.video import DEFAULT_FPS, IMAGE_SUFFIXES
 from animatex_pp.pose.render import MAX_SIDE
 
@@ -18,9 +28,9 @@ OVERLAY_DIM = 0.5  # the reference image behind a checked skeleton is dimmed so 
 
 EPILOG = """\
 examples:
-  animatex-pp pose extract dance.mp4 --backend mediapipe --out dance.pose.npz
-  animatex-pp pose extract dance.mp4 --backend dwpose --det-model yolox_l.onnx \\
-      --pose-model dw-ll_ucoco_384.onnx --fps 16 --out dance.pose.npz
+  animatex-pp pose extract dance.mp4 --out dance.pose.npz
+  animatex-pp pose extract dance.mp4 --pose-backend dwpose --dwpose-dir weights/dwpose --fps 16 \\
+      --out dance.pose.npz
   animatex-pp pose render dance.pose.npz --out dance.pose.mp4 --height 832 --width 480
   animatex-pp pose render character.pose.json --frame 0 --over character.png --out check.png
   animatex-pp pose retarget dance.pose.npz --reference character.png --out dance_on_character.pose.npz
@@ -29,57 +39,16 @@ Exit codes: 0 done, 1 failed, 2 bad arguments or files.
 """
 
 
-def _input_file(path: str, what: str, suffixes: Set[str] | None = None) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    if suffixes is not None and path.suffix.lower() not in suffixes:
-        raise ValueError(f"{what} must be one of {', '.join(sorted(suffixes))}, got {path.name}")
-    return path
-
-
-def _output_file(path: str, suffixes: Set[str]) -> Path:
-    path = Path(path)
-    if path.suffix.lower() not in suffixes:
-        raise ValueError(f"--out must end in {' or '.join(sorted(suffixes))}, got {path.name}")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"output folder {path.parent} does not exist: create it first")
-    return path
-
-
-def _check_at_least(args: argparse.Namespace, minimum: float, *options: str) -> None:
-    """A ValueError naming the first of `options` (attribute names) given below `minimum`."""
-    for option in options:
-        value = getattr(args, option)
-        if value is not None and not value >= minimum:
-            flag = "--" + option.replace("_", "-")
-            raise ValueError(f"{flag} must be {'positive' if minimum > 0 else f'at least {minimum}'}, got {value:g}")
-
-
-def _backend_options(args: argparse.Namespace) -> dict:
-    if args.backend == "dwpose":
-        if not args.det_model or not args.pose_model:
-            raise ValueError("--backend dwpose needs --det-model yolox_l.onnx and --pose-model dw-ll_ucoco_384.onnx")
-        return {
-            "det_model": _input_file(args.det_model, "DWPose detector model"),
-            "pose_model": _input_file(args.pose_model, "DWPose pose model"),
-        }
-    return {"hands": not args.no_hands}
-
-
 def _extract(args: argparse.Namespace) -> int:
     from animatex_pp.pose import extract
     from animatex_pp.pose.report import HAND_MADE_HINT, has_body, summary
 
-    source = _input_file(args.input, "input video or image")
-    out = _output_file(args.out, POSE_SUFFIXES)
-    _check_at_least(args, 0.0, "start")
-    _check_at_least(args, 1, "stride", "max_frames")
-    _check_at_least(args, 1e-9, "fps")
-    options = _backend_options(args)
+    source = existing_file(args.input, "input video or image")
+    out = output_path(args.out, POSE_SUFFIXES, "--out", {"the input": source})
+    options = pose_backend_options(args)
     pose = extract(
         source,
-        backend=args.backend,
+        backend=args.pose_backend,
         fps=args.fps,
         stride=args.stride,
         start=args.start,
@@ -88,7 +57,7 @@ def _extract(args: argparse.Namespace) -> int:
         **options,
     )
     if not has_body(pose) and not args.allow_empty_pose:
-        raise ValueError(f"{args.backend} found nobody in {source}, so {out} was not written: {HAND_MADE_HINT} "
+        raise ValueError(f"{args.pose_backend} found nobody in {source}, so {out} was not written: {HAND_MADE_HINT} "
                          "(--allow-empty-pose writes the empty pose anyway)")  # fmt: skip
     pose.save(out)
     print(f"wrote {out}: {pose}; {summary(pose)}")
@@ -111,17 +80,14 @@ def _render_size(args: argparse.Namespace, pose, over) -> tuple[int, int]:
 def _render(args: argparse.Namespace) -> int:
     from animatex_pp.pose import PoseSequence, iter_render
 
-    pose_path = _input_file(args.pose, "pose file", POSE_SUFFIXES)
-    out = _output_file(args.out, {".mp4", ".png"})
+    pose_path = existing_file(args.pose, "pose file", POSE_SUFFIXES)
+    over_path = None if args.over is None else existing_file(args.over, "--over image", IMAGE_SUFFIXES)
+    out = output_path(args.out, {".mp4", ".png"}, "--out", {"the pose file": pose_path, "--over": over_path})
     still = out.suffix.lower() == ".png"
     if not still and (args.frame is not None or args.over is not None):
         raise ValueError("--frame and --over draw one frame as a picture: give --out a .png path")
-    over = None
-    if args.over is not None:
-        over = _open_image(_input_file(args.over, "--over image", IMAGE_SUFFIXES))
-    _check_at_least(args, 1e-9, "fps")
-    _check_at_least(args, 1, "stick_width")
-    _check_at_least(args, 0, "point_radius")
+    # The picture as a viewer shows it (16-bit scaled, transparency over white, EXIF orientation).
+    over = None if over_path is None else open_image(over_path, "--over image")
     pose = PoseSequence.load(pose_path)
     if still:
         frame = args.frame or 0
@@ -151,13 +117,6 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_image(path: Path):
-    """The --over picture as a viewer shows it (16-bit scaled, transparency over white, EXIF orientation)."""
-    from animatex_pp.io.image import read_image
-
-    return read_image(path, "--over image")
-
-
 def _write_still(out: Path, skeleton, over) -> None:
     """The skeleton frame as a PNG; over a picture, the picture dimmed where no skeleton is drawn."""
     import numpy as np
@@ -177,15 +136,18 @@ def _retarget(args: argparse.Namespace) -> int:
     from animatex_pp.pose import PoseSequence, extract, retarget
     from animatex_pp.pose.report import HAND_MADE_HINT, has_body
 
-    driving_path = _input_file(args.driving, "driving pose file", POSE_SUFFIXES)
+    driving_path = existing_file(args.driving, "driving pose file", POSE_SUFFIXES)
     driving = PoseSequence.load(driving_path)
-    reference_path = _input_file(args.reference, "reference", POSE_SUFFIXES | IMAGE_SUFFIXES)
-    out = _output_file(args.out, POSE_SUFFIXES)
+    reference_path = existing_file(args.reference, "reference", POSE_SUFFIXES | IMAGE_SUFFIXES)
+    out = output_path(
+        args.out, POSE_SUFFIXES, "--out", {"the driving pose": driving_path, "--reference": reference_path}
+    )
+    options = pose_backend_options(args)
     if not has_body(driving):
         raise ValueError(f"the driving pose {driving_path} shows nobody in any frame: extract it from a video of a "
                          "person")  # fmt: skip
     if reference_path.suffix.lower() in IMAGE_SUFFIXES:
-        reference = extract(reference_path, backend=args.backend, progress=False, **_backend_options(args))
+        reference = extract(reference_path, backend=args.pose_backend, progress=False, **options)
     else:
         reference = PoseSequence.load(reference_path)
         if not -len(reference) <= args.reference_frame < len(reference):
@@ -198,15 +160,6 @@ def _retarget(args: argparse.Namespace) -> int:
     result.save(out)
     print(f"wrote {out}: {result}")
     return 0
-
-
-def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--backend", choices=("mediapipe", "dwpose"), default="mediapipe", help="pose detector (default: mediapipe)"
-    )
-    parser.add_argument("--det-model", help="dwpose: path of yolox_l.onnx")
-    parser.add_argument("--pose-model", help="dwpose: path of dw-ll_ucoco_384.onnx")
-    parser.add_argument("--no-hands", action="store_true", help="mediapipe: body and feet only (twice as fast)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -223,11 +176,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                   formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     extract.add_argument("input", help="video file or image")
     extract.add_argument("--out", required=True, help="pose file to write (.npz or .json)")
-    _add_backend_arguments(extract)
-    extract.add_argument("--fps", type=float, help="resample the video to this rate first (default: its own)")
-    extract.add_argument("--stride", type=int, default=1, help="keep every STRIDE-th frame (default: 1)")
-    extract.add_argument("--start", type=int, default=0, help="skip this many frames first (default: 0)")
-    extract.add_argument("--max-frames", type=int, help="stop after this many frames")
+    add_pose_backend_arguments(extract, "(default mediapipe)")
+    extract.add_argument("--fps", type=positive_float, help="resample the video to this rate first (default: its own)")
+    extract.add_argument("--stride", type=positive_int, default=1, help="keep every STRIDE-th frame (default: 1)")
+    extract.add_argument("--start", type=non_negative_int, default=0, help="skip this many frames first (default: 0)")
+    extract.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
     extract.add_argument("--allow-empty-pose", action="store_true",
                          help="write the pose even when nobody is found (default: refuse, exit code 2)")  # fmt: skip
@@ -237,7 +190,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     render.add_argument("pose", help="pose file (.npz or .json)")
     render.add_argument("--out", required=True, help="video (.mp4) or, for one frame, picture (.png) to write")
-    render.add_argument("--frame", type=int, help="the frame a .png shows (default: 0)")
+    render.add_argument("--frame", type=integer, help="the frame a .png shows (default: 0)")
     render.add_argument(
         "--over",
         metavar="IMAGE",
@@ -246,18 +199,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for side in ("height", "width"):
         render.add_argument(
             f"--{side}",
-            type=int,
+            type=integer,
             help=f"{side} in pixels, at most {MAX_SIDE} (default: --over's, else the pose image's)",
         )
-    render.add_argument("--fps", type=float, help=f"frame rate (default: the pose's, else {DEFAULT_FPS:g})")
+    render.add_argument("--fps", type=positive_float, help=f"frame rate (default: the pose's, else {DEFAULT_FPS:g})")
     render.add_argument(
         "--color-order",
         choices=("bgr", "rgb"),
         default="bgr",
         help="bgr: as the released checkpoints saw skeletons; rgb: OpenPose's look (default: bgr)",
     )
-    render.add_argument("--stick-width", type=int, default=4, help="limb half-width in pixels (default: 4)")
-    render.add_argument("--point-radius", type=int, default=4, help="keypoint radius in pixels (default: 4)")
+    render.add_argument("--stick-width", type=positive_int, default=4, help="limb half-width in pixels (default: 4)")
+    render.add_argument(
+        "--point-radius", type=non_negative_int, default=4, help="keypoint radius in pixels (default: 4)"
+    )
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     render.set_defaults(handler=_render)
 
@@ -266,7 +221,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     retarget.add_argument("driving", help="driving pose file (.npz or .json)")
     retarget.add_argument("--reference", required=True,
                           help="reference image (its pose is extracted) or pose file (.npz or .json)")  # fmt: skip
-    retarget.add_argument("--reference-frame", type=int, default=0, help="frame of a reference pose file (default: 0)")
+    retarget.add_argument(
+        "--reference-frame", type=integer, default=0, help="frame of a reference pose file (default: 0)"
+    )
     retarget.add_argument("--out", required=True, help="pose file to write (.npz or .json)")
     retarget.add_argument(
         "--keep-missing-parts",
@@ -278,5 +235,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="swap the reference's left/right labels when it faces the other way than the driver",
     )
-    _add_backend_arguments(retarget)
+    add_pose_backend_arguments(retarget, "for a --reference image")
     retarget.set_defaults(handler=_retarget)

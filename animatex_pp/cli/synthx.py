@@ -7,9 +7,8 @@ Every argument and input file is checked, and real motion sources are read, befo
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from animatex_pp.cli.checks import POSE_SUFFIXES
+from animatex_pp.cli.checks import POSE_SUFFIXES, existing_file, positive_int
 from animatex_pp.io.video import IMAGE_SUFFIXES
 
 EPILOG = """\
@@ -27,10 +26,8 @@ def _motion_sources(paths: list[str], progress: bool) -> dict:
     from animatex_pp.pose import PoseSequence, extract
     from animatex_pp.synthx.motions import from_pose
 
-    files = [Path(path) for path in paths]
+    files = [existing_file(path, "--motion-from file") for path in paths]
     for path in files:
-        if not path.is_file():
-            raise FileNotFoundError(f"--motion-from file not found: {path}")
         if path.suffix.lower() in IMAGE_SUFFIXES:
             raise ValueError(f"--motion-from takes pose files (.npz, .json) or videos, not an image: {path}")
     if len({path.name for path in files}) != len(files):
@@ -52,8 +49,6 @@ def _build(args: argparse.Namespace) -> int:
                          seed=args.seed, ti2v_share=args.ti2v_share)  # fmt: skip
     config.check()
     out = check_output(args.out)
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {args.workers}")
     sources = _motion_sources(args.motion_from, progress=not args.quiet)
     real_windows(sources, config)  # a source too short for one clip is refused before any clip is drawn
     summary = build(out, config, motion_sources=sources, workers=args.workers, progress=not args.quiet)
@@ -88,6 +83,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="real motion: pose files (.npz, .json) or videos (poses extracted with MediaPipe)",
     )
-    build.add_argument("--workers", type=int, help="processes rendering clips (default: up to 2)")
+    build.add_argument("--workers", type=positive_int, help="processes rendering clips (default: up to 2)")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(handler=_build)

@@ -1,4 +1,4 @@
-"""Evaluation metrics (DESIGN §8): frame fidelity, background motion against a caption, keypoint error, FID/FVD.
+"""Evaluation metrics: frame fidelity, background motion against a caption, keypoint error, FID/FVD.
 
 Videos are (F, H, W, 3) RGB, uint8 in [0, 255] or float in [0, 1] (``frames``). docs/evaluation.md defines each
 metric and gives its source.

@@ -36,14 +36,14 @@ import PIL.ImageFont
 from tqdm.auto import tqdm
 
 from animatex_pp import __version__
-from animatex_pp.cli.checks import DTYPES, _check_device, _existing_dir, _refuse_inputs, _torch_dtype, _writable_folder
-from animatex_pp.cli.generate import _load_pipeline, _load_reference_pose, _model_geometry
 from animatex_pp.data.metadata import ClipRecord, read_metadata
 from animatex_pp.eval.metrics import l1, psnr, psnr_star, ssim
 from animatex_pp.eval.motion import background_motion_accuracy, estimate_background_motion, expected_motion_label
 from animatex_pp.io.files import atomic_output
 from animatex_pp.io.preview import LABEL_HEIGHT, MIN_SHEET_CELL_HEIGHT, as_uint8_image, preview_frames
 from animatex_pp.io.video import DEFAULT_FPS, read_video, video_info, write_video
+from animatex_pp.pipelines.checks import check_device, existing_dir, existing_file, output_folder, torch_dtype
+from animatex_pp.pipelines.geometry import PipelineGeometry
 
 if TYPE_CHECKING:
     from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
@@ -112,7 +112,7 @@ def _optional_file(root: Path, record: ClipRecord, key: str) -> Path | None:
     return path
 
 
-def plan_clips(metadata: Path, multiple: int, temporal: int, limit: int | None = None) -> list[EvalClip]:
+def plan_clips(metadata: Path, geometry: PipelineGeometry, limit: int | None = None) -> list[EvalClip]:
     """Every clip of `metadata` (its first `limit`), checked: files exist, poses load, sizes fit the model."""
     from animatex_pp.pose.sequence import PoseSequence
 
@@ -125,6 +125,7 @@ def plan_clips(metadata: Path, multiple: int, temporal: int, limit: int | None =
     if not report.clips:
         raise ValueError(f"{metadata} holds no clip")
     root = metadata.resolve().parent
+    multiple = geometry.size_multiple
     clips, seen = [], set()
     for record in report.clips[:limit]:
         clip_id = _clip_id(record, root)
@@ -151,7 +152,7 @@ def plan_clips(metadata: Path, multiple: int, temporal: int, limit: int | None =
             if driving_video is not None and video_info(driving_video).num_frames:
                 lengths.append(video_info(driving_video).num_frames)
         # Wan generates 4k+1 frames: the longest such count every input has.
-        num_frames = (min(lengths) - 1) // temporal * temporal + 1
+        num_frames = geometry.factors.round_down(min(lengths))
         camera = record.extra.get("background_motion")
         expected = expected_motion_label(record.caption)
         if expected is None and isinstance(camera, dict):
@@ -164,13 +165,8 @@ def plan_clips(metadata: Path, multiple: int, temporal: int, limit: int | None =
 
 
 def check_out(out: Path, inputs: dict[str, Path | None]) -> None:
-    """`out` is a folder (new or existing) in a writable place, and neither an input nor holding one."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file: give a folder for the evaluation's outputs")
-    if not out.exists() and not out.parent.is_dir():
-        raise FileNotFoundError(f"the folder for --out does not exist: {out.parent}")
-    _writable_folder(out if out.exists() else out.parent, "--out")
-    _refuse_inputs(out, "--out", inputs)
+    """`out` is a folder (new or existing) in a writable place, neither an input nor holding one, nor in the model."""
+    output_folder(out, "--out", "the evaluation's outputs", inputs)
     model_dir = inputs.get("--model")
     if model_dir is not None and model_dir.resolve() in out.resolve().parents:
         # The model's identity is its folder's files: results written inside it would change it.
@@ -259,6 +255,7 @@ def _resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
 def _read_inputs(clip: EvalClip) -> dict[str, Any]:
     """The clip's frames, reference, poses, driving frames and masks, all cut to `clip.num_frames`."""
     from animatex_pp.io.image import read_image
+    from animatex_pp.pipelines.conditioning import read_reference_pose
     from animatex_pp.pose.sequence import PoseSequence
     from animatex_pp.synthx.truth import read_truth
 
@@ -277,7 +274,7 @@ def _read_inputs(clip: EvalClip) -> dict[str, Any]:
     if clip.mode == "animation":
         inputs["pose"] = PoseSequence.load(record.pose)[: clip.num_frames]
         if clip.reference_pose is not None:
-            inputs["reference_pose"] = _load_reference_pose(clip.reference_pose)
+            inputs["reference_pose"] = read_reference_pose(clip.reference_pose)
         # Without a driving video the clip's own frames feed the IPI, as in training and in self-driven
         # reconstruction (the protocol of Animate-X's tables).
         driving = clip.driving_video or record.video
@@ -532,7 +529,7 @@ def evaluate(
     Args:
         model: a pipeline directory (`AnimateXPipeline.save_pretrained`, `animatex-pp convert`) or a pipeline;
             a pipeline given in memory is moved to `device`.
-        metadata: the split's .jsonl/.csv (SynthX's `test_x.jsonl`, or any DESIGN §5.1 metadata with poses).
+        metadata: the split's .jsonl/.csv (SynthX's `test_x.jsonl`, or any metadata with poses, docs/data.md).
         out: the output folder (created; an earlier run's folder resumes).
         baselines: also score the copy-the-reference baseline and, with `no_pose`, the pose-streams-off model.
         no_pose: run the no-pose baseline (a second generation per animation clip).
@@ -550,25 +547,26 @@ def evaluate(
     Raises:
         FileNotFoundError, ValueError: a missing or bad input, before any model loads.
     """
+    from animatex_pp.models.weight_files import check_pipeline_folder
+    from animatex_pp.pipelines.loading import load_pipeline, read_pipeline_geometry
+
     # 1. Check everything before a model loads
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(sorted(DTYPES))}, got {dtype!r}")
+    torch_dtype(dtype)  # an unknown dtype name is refused here, not when the model loads
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be a positive integer, got {limit}")
-    metadata, out = Path(metadata), Path(out)
+    out = Path(out)
     model_dir = None
     if isinstance(model, (str, Path)):
-        model_dir = _existing_dir(model, "a pipeline directory", "model_index.json",
-                                  "Make one with `animatex-pp convert` or `animatex-pp train` (export).")  # fmt: skip
-        geometry = _model_geometry(model_dir)
-        multiple, temporal = geometry["multiple"], geometry["temporal"]
+        hint = "Make one with `animatex-pp convert` or `animatex-pp train` (export)."
+        model_dir = existing_dir(model, "a pipeline directory", "model_index.json", hint)
+        check_pipeline_folder(model_dir, "--model", hint)
+        geometry = read_pipeline_geometry(model_dir)
     else:
-        multiple, temporal = model.size_multiple, model.vae_scale_factor_temporal
-    if not metadata.is_file():
-        raise FileNotFoundError(f"--data metadata file not found: {metadata}")
+        geometry = model.geometry
+    metadata = existing_file(metadata, "--data metadata file")
     check_out(out, {"--model": model_dir, "--data": metadata})
-    _check_device(device)
-    clips = plan_clips(metadata, multiple, temporal, limit)
+    check_device(device)
+    clips = plan_clips(metadata, geometry, limit)
     settings = {"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale, "seed": seed,
                 "dtype": dtype, "baselines": baselines, "no_pose": baselines and no_pose}  # fmt: skip
     identity = _folder_identity(model_dir) if model_dir is not None else _pipeline_identity(model)
@@ -583,13 +581,7 @@ def evaluate(
         if clip.id in results:
             continue
         if pipe is None:
-            import torch
-
-            if model_dir is None:
-                pipe = model
-            else:
-                float32 = {"vae": torch.float32, "image_encoder": torch.float32, "motion_encoder": torch.float32}
-                pipe = _load_pipeline(model_dir, dtype={**float32, "default": _torch_dtype(dtype)})
+            pipe = model if model_dir is None else load_pipeline(model_dir, dtype=dtype)
             pipe.to(device)
             pipe.set_progress_bar_config(disable=True)  # one bar, over clips
         results[clip.id] = _evaluate_clip(pipe, clip, out, settings, stamp)

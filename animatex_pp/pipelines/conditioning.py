@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
+from animatex_pp.io.image import read_image
 from animatex_pp.io.preview import as_uint8_image, as_uint8_video
+from animatex_pp.io.video import IMAGE_SUFFIXES
 from animatex_pp.pose.render import render
 from animatex_pp.pose.retarget import retarget
 from animatex_pp.pose.sequence import PoseSequence
@@ -94,6 +98,16 @@ class PreparedPose:
     reference_pose: np.ndarray | None  # uint8 (H, W, 3): the reference skeleton at the generation size
 
 
+def read_reference_pose(path: str | os.PathLike, what: str = "reference pose"):
+    """A reference skeleton from a file: a saved `PoseSequence` (its first frame is the skeleton) or an image of it.
+
+    `what` names the file in messages."""
+    path = Path(path)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return read_image(path, what)
+    return PoseSequence.load(path)
+
+
 def render_reference_pose(reference_pose, height: int, width: int) -> np.ndarray:
     """The reference skeleton (a `PoseSequence`'s first frame, or an image) -> uint8 (H, W, 3), generation size."""
     if isinstance(reference_pose, PoseSequence):
@@ -118,8 +132,8 @@ def prepare_pose(
 
     `pose` is a `PoseSequence` (rendered; its keypoints feed the IPI) or a rendered pose video (any format
     `as_uint8_video` takes; no keypoints). Without a `driving_video`, CLIP sees the rendered skeletons, which carry
-    the motion (DESIGN §3). When fewer frames exist than `length`, the last one is repeated. `retarget_pose` moves
-    `pose` onto the reference's body first, dropping the parts the reference lacks unless `keep_missing_parts`.
+    the motion (docs/pipeline.md). When fewer frames exist than `length`, the last one is repeated. `retarget_pose`
+    moves `pose` onto the reference's body first, dropping the parts the reference lacks unless `keep_missing_parts`.
     """
     if retarget_pose:
         pose = retarget(pose, reference_pose[0], keep_missing_parts=keep_missing_parts)

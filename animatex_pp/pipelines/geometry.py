@@ -79,3 +79,32 @@ class VaeFactors:
     def size_multiple(self, patch_size: int) -> int:
         """What height and width must be multiples of for a transformer with this spatial patch size."""
         return self.spatial * patch_size
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineGeometry:
+    """What a pipeline's configs fix about the videos it makes: the VAE's factors, the transformer's spatial patch,
+    and the window length the implicit pose indicator (IPI) ties generation to (None when the IPI cannot run: the
+    transformer has none, or the pipeline has no motion encoder to feed it)."""
+
+    factors: VaeFactors
+    patch_size: int
+    ipi_frames: int | None
+
+    @classmethod
+    def from_configs(
+        cls, vae_config: Mapping[str, Any], transformer_config: Mapping[str, Any], has_motion_encoder: bool
+    ) -> PipelineGeometry:
+        """From the VAE's and the transformer's configs (loaded models' `.config`, or a folder's `config.json`)."""
+        # AnimateXTransformer3DModel's defaults for configs that predate these keys.
+        has_ipi = transformer_config.get("use_ipi", True) and has_motion_encoder
+        return cls(
+            factors=VaeFactors.from_config(vae_config),
+            patch_size=int(transformer_config["patch_size"][1]),
+            ipi_frames=int(transformer_config.get("ipi_num_frames", 81)) if has_ipi else None,
+        )
+
+    @property
+    def size_multiple(self) -> int:
+        """What height and width must be multiples of."""
+        return self.factors.size_multiple(self.patch_size)

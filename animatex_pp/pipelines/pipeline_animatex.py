@@ -38,25 +38,23 @@ from transformers import CLIPVisionModel, CLIPVisionModelWithProjection, UMT5Enc
 from transformers.image_processing_utils import BaseImageProcessor
 
 from animatex_pp.io.files import give_umask_permissions
-from animatex_pp.io.preview import as_uint8_image
+from animatex_pp.io.preview import FLOAT_RANGE_TOLERANCE, as_uint8_image
 from animatex_pp.models.transformer import AnimateXTransformer3DModel, PoseConditions
 from animatex_pp.pipelines.conditioning import clip_pixel_values, pad_frames, prepare_pose
+from animatex_pp.pipelines.geometry import PipelineGeometry, VaeFactors
 from animatex_pp.pipelines.windowing import (
     WINDOW_STRATEGIES,
-    LatentWindow,
+    FramePlan,
     blend_weights,
     carried_frames,
-    default_overlap,
-    plan_windows,
+    plan_frames,
 )
-from animatex_pp.pose.sequence import PoseSequence
+from animatex_pp.pose.sequence import PART_SHAPES, PoseSequence
 
 logger = logging.get_logger(__name__)
 
 MODES = ("animation", "ti2v")
 OUTPUT_TYPES = ("np", "pil", "pt", "latent")
-# Wan2.1 was trained on 81-frame clips, and the official pipelines generate 81 frames per window.
-WAN_WINDOW_FRAMES = 81
 # diffusers' Wan attention splits the cross-attention context as [image tokens; the last 512 tokens = text].
 WAN_TEXT_TOKENS = 512
 # The negative prompt of the official Animate-X++ inference script (Wan's own, in Chinese).
@@ -64,21 +62,6 @@ OFFICIAL_NEGATIVE_PROMPT = (
     "细节模糊不清，字幕，作品，画作，画面，静止，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，"
     "画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，杂乱的背景，三条腿，背景人很多，倒着走"
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class FramePlan:
-    """How a call's frames are generated: `num_frames` are returned, `generation_frames` (at least one IPI window)
-    are denoised in `windows` of latent frames."""
-
-    num_frames: int
-    generation_frames: int
-    windows: list[LatentWindow]
-    use_ipi: bool
-
-    @property
-    def num_latent_frames(self) -> int:
-        return self.windows[-1].stop
 
 
 @dataclasses.dataclass
@@ -152,8 +135,10 @@ class AnimateXPipeline(WanImageToVideoPipeline):
             image_encoder=image_encoder,
             motion_encoder=motion_encoder,
         )
-        self.vae_scale_factor_temporal = self.vae.config.scale_factor_temporal if getattr(self, "vae", None) else 4
-        self.vae_scale_factor_spatial = self.vae.config.scale_factor_spatial if getattr(self, "vae", None) else 8
+        self.vae_factors = VaeFactors.of(getattr(self, "vae", None))
+        # diffusers' names for them, which Wan's inherited methods read.
+        self.vae_scale_factor_temporal = self.vae_factors.temporal
+        self.vae_scale_factor_spatial = self.vae_factors.spatial
         self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
 
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
@@ -164,75 +149,17 @@ class AnimateXPipeline(WanImageToVideoPipeline):
     # ------------------------------------------------------------------ checks
 
     @property
+    def geometry(self) -> PipelineGeometry:
+        """The size multiple, frame packing and IPI window this pipeline's configs fix."""
+        return PipelineGeometry.from_configs(self.vae.config, self.transformer.config, self.motion_encoder is not None)
+
+    @property
     def size_multiple(self) -> int:
         """Height and width must be multiples of this: the VAE's spatial factor times the patch size."""
-        return self.vae_scale_factor_spatial * self.transformer.config.patch_size[1]
+        return self.geometry.size_multiple
 
     def _has_stream(self, name: str) -> bool:
         return getattr(self.transformer, name, None) is not None
-
-    def plan_frames(
-        self,
-        num_frames: int | None,
-        pose_length: int | None,
-        use_ipi: bool,
-        window_frames: int | None,
-        window_overlap: int | None,
-    ) -> FramePlan:
-        """Resolve the frame counts and the window plan of a call (raises `ValueError` for impossible requests)."""
-        temporal = self.vae_scale_factor_temporal
-        if num_frames is None:
-            if pose_length is None:
-                num_frames = WAN_WINDOW_FRAMES
-            else:
-                num_frames = (pose_length - 1) // temporal * temporal + 1
-        if not isinstance(num_frames, int) or num_frames < 1:
-            raise ValueError(f"`num_frames` must be a positive int, got {num_frames!r}.")
-        if num_frames % temporal != 1:
-            rounded = math.ceil((num_frames - 1) / temporal) * temporal + 1
-            # Rounding up past the pose's end would only be refused below: round down to what the pose has instead.
-            direction = "up"
-            if pose_length is not None and rounded > pose_length >= num_frames:
-                rounded, direction = (num_frames - 1) // temporal * temporal + 1, "down"
-            logger.warning(
-                f"`num_frames` must be {temporal}k+1 (the VAE compresses {temporal} frames into one latent frame); "
-                f"rounding {num_frames} {direction} to {rounded}."
-            )
-            num_frames = rounded
-        if pose_length is not None and pose_length < num_frames:
-            raise ValueError(
-                f"The pose has {pose_length} frames but {num_frames} frames were asked for: pass "
-                f"`num_frames` <= {(pose_length - 1) // temporal * temporal + 1} (a {temporal}k+1 count) or a longer "
-                "pose."
-            )
-
-        ipi_frames = self.transformer.config.ipi_num_frames if use_ipi else None
-        if window_frames is None:
-            window_frames = ipi_frames or WAN_WINDOW_FRAMES
-        if not isinstance(window_frames, int) or window_frames % temporal != 1:
-            raise ValueError(f"`window_frames` must be a {temporal}k+1 int, got {window_frames!r}.")
-        if ipi_frames is not None and window_frames != ipi_frames:
-            raise ValueError(
-                f"`window_frames`={window_frames}, but the implicit pose indicator only takes windows of "
-                f"{ipi_frames} frames (its temporal Conv1d is tied to `ipi_num_frames`): leave `window_frames` unset."
-            )
-        # The IPI takes whole windows only: shorter videos are generated at one window's length (the pose padded
-        # with its last frame, as the official script pads it) and trimmed.
-        generation_frames = max(num_frames, window_frames) if use_ipi else num_frames
-
-        window_latent_frames = (window_frames - 1) // temporal + 1
-        num_latent_frames = (generation_frames - 1) // temporal + 1
-        if window_overlap is None:
-            overlap = default_overlap(window_latent_frames) if window_latent_frames > 1 else 0
-        else:
-            if not isinstance(window_overlap, int) or window_overlap < 0 or window_overlap % temporal != 0:
-                raise ValueError(
-                    f"`window_overlap` counts pixel frames shared by neighbouring windows and must be a multiple of "
-                    f"{temporal} (whole latent frames), got {window_overlap!r}."
-                )
-            overlap = window_overlap // temporal
-        windows = plan_windows(num_latent_frames, window_latent_frames, overlap)
-        return FramePlan(num_frames, generation_frames, windows, use_ipi)
 
     def check_inputs(
         self,
@@ -321,6 +248,12 @@ class AnimateXPipeline(WanImageToVideoPipeline):
             )
         if keep_missing_parts and not retarget_pose:
             raise ValueError("`keep_missing_parts=True` is a retargeting option: pass `retarget_pose=True` too.")
+        for name, value in [("pose", pose), ("reference_pose", reference_pose)]:
+            if isinstance(value, PoseSequence):
+                self._check_keypoints(value, name)
+        for name, value in [("pose", pose), ("driving_video", driving_video)]:
+            for frame in value if isinstance(value, (list, tuple)) else [value]:
+                self._check_pixel_range(frame, name)
 
         multiple = self.size_multiple
         for name, value in [("height", height), ("width", width)]:
@@ -390,17 +323,50 @@ class AnimateXPipeline(WanImageToVideoPipeline):
                 )
 
     @staticmethod
+    def _check_keypoints(pose: PoseSequence, name: str) -> None:
+        """A PoseSequence checks its keypoints when made, but its arrays can be changed after: check them again."""
+        for part in PART_SHAPES:
+            points, conf = getattr(pose, part), getattr(pose, f"{part}_conf")
+            if points is None:
+                continue
+            finite = np.isfinite(points).all(axis=tuple(range(1, points.ndim))) & np.isfinite(conf).all(
+                axis=tuple(range(1, conf.ndim))
+            )
+            if not finite.all():
+                frame = int(np.flatnonzero(~finite)[0])
+                raise ValueError(
+                    f"`{name}` holds NaN or inf {part} keypoints (first in frame {frame}): mark a missing point with "
+                    "confidence 0 instead."
+                )
+
+    @staticmethod
+    def _check_pixel_range(frames, name: str) -> None:
+        """Float pixels must be in [0, 1] (as `as_uint8_video` takes them); checked here, before any encoder runs,
+        because the frames are converted only when the pose inputs are prepared."""
+        if isinstance(frames, torch.Tensor) and frames.is_floating_point() and frames.numel():
+            low, high = (float(value) for value in torch.aminmax(frames.detach()))
+        elif isinstance(frames, np.ndarray) and np.issubdtype(frames.dtype, np.floating) and frames.size:
+            low, high = float(frames.min()), float(frames.max())
+        else:
+            return
+        # Written so that NaN fails it too.
+        if not (low >= -FLOAT_RANGE_TOLERANCE and high <= 1.0 + FLOAT_RANGE_TOLERANCE):
+            raise ValueError(
+                f"`{name}` holds float pixels from {low:g} to {high:g}, but floats must be in [0, 1]: divide "
+                "uint8-range values (0..255) by 255, map [-1, 1] values with (x + 1) / 2."
+            )
+
+    @staticmethod
     def _video_length(video, name: str) -> int:
         """The frame count of a pose or driving video, after checking its layout (cheap: no conversion)."""
-        if isinstance(video, PoseSequence):
-            return len(video)
         if isinstance(video, torch.Tensor) and (video.ndim != 4 or video.shape[0] != 3):
             raise ValueError(f"`{name}` as a tensor must be (3, F, H, W) in [0, 1], got shape {tuple(video.shape)}.")
-        if isinstance(video, torch.Tensor):
-            return video.shape[1]
         if isinstance(video, np.ndarray) and (video.ndim != 4 or video.shape[-1] != 3):
             raise ValueError(f"`{name}` as an array must be (F, H, W, 3), got shape {video.shape}.")
-        return len(video)
+        length = video.shape[1] if isinstance(video, torch.Tensor) else len(video)
+        if length == 0:
+            raise ValueError(f"`{name}` has no frames: give at least one.")
+        return length
 
     def _uses_ipi(self, mode: str, pose) -> bool:
         """The IPI runs when the model has one, the pose carries keypoints and a motion encoder gives CLIP features."""
@@ -491,7 +457,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         The window's pose video is made from the uint8 frames only now, so memory does not grow with length.
         """
         pose_inputs, batch_size, dtype = job.pose_inputs, job.batch_size, self.transformer.dtype
-        frames = job.plan.windows[index].pixel_slice(self.vae_scale_factor_temporal)
+        frames = job.plan.windows[index].pixel_slice(self.vae_factors.temporal)
         inputs: dict[str, torch.Tensor | None] = {"reference_pose": None, "pose_video": None}
         if pose_inputs.reference_pose is not None:
             inputs["reference_pose"] = pose_inputs.reference_pose.to(device, dtype)
@@ -521,7 +487,8 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         latent = self.normalize_latents(latent)
 
         _, _, num_latent_frames, latent_height, latent_width = latent.shape
-        mask = latent.new_zeros(1, self.vae_scale_factor_temporal, num_latent_frames, latent_height, latent_width)
+        # One mask channel per pixel frame a latent frame packs, as Wan lays the mask out.
+        mask = latent.new_zeros(1, self.vae_factors.temporal, num_latent_frames, latent_height, latent_width)
         mask[:, :, 0] = 1
         # (1, 4 + 16, F_lat, h, w) -> (B, 4 + 16, F_lat, h, w)
         return torch.cat([mask, latent], dim=1).expand(batch_size, -1, -1, -1, -1)
@@ -759,22 +726,21 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         reference_image = self._reference_image(image)
         if reference_pose is not None and not isinstance(reference_pose, PoseSequence):
             as_uint8_image(reference_pose)  # only to check its format before any model runs; converted again later
-        use_ipi = self._uses_ipi(mode, pose)
-        pose_length = None if pose is None else self._video_length(pose, "pose")
-        plan = self.plan_frames(num_frames, pose_length, use_ipi, window_frames, window_overlap)
-        driving_length = None if driving_video is None else self._video_length(driving_video, "driving_video")
-        if driving_length is not None and driving_length < plan.num_frames:
-            raise ValueError(
-                f"`driving_video` has {driving_length} frames but {plan.num_frames} are generated: pass a driving "
-                "video at least as long as the pose."
-            )
+        input_lengths = {
+            f"`{name}`": self._video_length(value, name)
+            for name, value in [("pose", pose), ("driving_video", driving_video)]
+            if value is not None
+        }
+        ipi_frames = self.transformer.config.ipi_num_frames if self._uses_ipi(mode, pose) else None
+        plan = plan_frames(num_frames, input_lengths, self.vae_factors, ipi_frames, window_frames, window_overlap)
+        if plan.note is not None:
+            logger.warning(f"{plan.note}.")
         batch_size = len(prompt) if isinstance(prompt, list) else 1
         latent_shape = (
             batch_size,
             self.vae.config.z_dim,
             plan.num_latent_frames,
-            height // self.vae_scale_factor_spatial,
-            width // self.vae_scale_factor_spatial,
+            *self.vae_factors.latent_size(height, width),
         )
         if latents is not None and tuple(latents.shape) != latent_shape:
             raise ValueError(
@@ -838,7 +804,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
             latents = latents.to(device=device, dtype=torch.float32)
         image_tensor = self.video_processor.preprocess(reference_image, height=height, width=width)
         # Every window has the same length, so one condition serves them all.
-        window_pixel_frames = (plan.windows[0].length - 1) * self.vae_scale_factor_temporal + 1
+        window_pixel_frames = self.vae_factors.pixel_frames(plan.windows[0].length)
         condition = self.prepare_condition(
             image_tensor.to(device, torch.float32), batch_size, window_pixel_frames, torch.float32, device
         )
@@ -862,7 +828,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
 
         # 9. Decode, and drop the frames that only filled the IPI's window
         if output_type == "latent":
-            video = latents[:, :, : (plan.num_frames - 1) // self.vae_scale_factor_temporal + 1]
+            video = latents[:, :, : self.vae_factors.latent_frames(plan.num_frames)]
         else:
             video = self.decode_latents(latents)[:, :, : plan.num_frames]
             video = self.video_processor.postprocess_video(video, output_type=output_type)

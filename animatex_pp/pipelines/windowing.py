@@ -21,16 +21,24 @@ and the decoded output frames.
 Frame bookkeeping: Wan's VAE maps pixel frames 0 | 1-4 | 5-8 | ... to latent frames 0 | 1 | 2 | ... (temporal factor
 4). A window of latent frames [start, stop) takes the pixel frames [4 * start, 4 * (stop - 1) + 1): a 4k+1 clip whose
 first frame stands for its first latent frame, which is how the pose-video encoder reads any clip (it repeats frame 0).
+
+`plan_frames` turns a call's frame arguments into a `FramePlan` from configs alone, so the pipeline and a command line
+that checks its arguments before loading a model plan the same frames.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 
+from animatex_pp.pipelines.geometry import VaeFactors
+
 WINDOW_STRATEGIES = ("blend", "carry")
+# Wan2.1 was trained on 81-frame clips, and the official pipelines generate 81 frames per window.
+WAN_WINDOW_FRAMES = 81
 
 # The official long-video pipeline overlaps 21-latent-frame windows by 4 latent frames; other window lengths keep
 # that ratio unless told otherwise.
@@ -125,3 +133,115 @@ def carried_frames(windows: list[LatentWindow], index: int) -> int:
     if index == 0:
         return 0
     return max(0, max(window.stop for window in windows[:index]) - windows[index].start)
+
+
+@dataclass(frozen=True)
+class FrameArguments:
+    """How `plan_frames`' messages name its arguments: the Python API's parameters by default, or a command line's
+    options when it plans the frames before loading a model."""
+
+    num_frames: str = "`num_frames`"
+    window_frames: str = "`window_frames`"
+    window_overlap: str = "`window_overlap`"
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """How a call's frames are generated: `num_frames` are returned, `generation_frames` (at least one IPI window)
+    are denoised in `windows` of latent frames. `note` says how a count that is not 4k+1 was rounded, for the
+    caller to show."""
+
+    num_frames: int
+    generation_frames: int
+    windows: list[LatentWindow]
+    use_ipi: bool
+    note: str | None = None
+
+    @property
+    def num_latent_frames(self) -> int:
+        return self.windows[-1].stop
+
+
+def plan_frames(
+    num_frames: int | None,
+    input_lengths: Mapping[str, int],
+    factors: VaeFactors,
+    ipi_frames: int | None = None,
+    window_frames: int | None = None,
+    window_overlap: int | None = None,
+    names: FrameArguments = FrameArguments(),
+) -> FramePlan:
+    """Resolve a call's frame count and windows from configs alone; a `ValueError` for what cannot be generated.
+
+    Args:
+        num_frames: the frames asked for, or None for the default: the first input's length as 4k+1 (81 without
+            inputs). A count that is not 4k+1 is rounded up, as the official code does, unless that would pass an
+            input's end: then it is rounded down.
+        input_lengths: the frame counts of the inputs the video follows (driving poses first, then driving frames),
+            by the names the messages give them; each must cover the frames generated.
+        factors: the VAE's factors (`VaeFactors.of(vae)`).
+        ipi_frames: the implicit pose indicator's window when it runs (`PipelineGeometry.ipi_frames`), else None.
+            The IPI takes whole windows only, so a shorter video is generated at one window's length and trimmed.
+        window_frames, window_overlap: pixel frames per window (default: the IPI's, else 81) and shared by
+            neighbouring windows (a multiple of the VAE's temporal factor; default: the official ratio).
+        names: how the messages name `num_frames`, `window_frames` and `window_overlap`.
+    """
+    temporal = factors.temporal
+    for name, length in input_lengths.items():
+        if length < 1:
+            raise ValueError(f"{name} has no frames: give at least one")
+    shortest = min(input_lengths.values(), default=None)
+    note = None
+    if num_frames is None:
+        source = next(iter(input_lengths), None)
+        frames = WAN_WINDOW_FRAMES if source is None else factors.round_down(input_lengths[source])
+        asked = f"the default {names.num_frames} {frames}" + ("" if source is None else f" (the length of {source})")
+    elif not isinstance(num_frames, int) or num_frames < 1:
+        raise ValueError(f"{names.num_frames} must be a positive int, got {num_frames!r}")
+    else:
+        frames, asked = num_frames, f"{names.num_frames} {num_frames}"
+        if not factors.is_valid_frame_count(num_frames):
+            frames, direction = factors.round_up(num_frames), "up"
+            # Rounding up past an input's end would only be refused below: round down to what the inputs have.
+            if shortest is not None and frames > shortest >= num_frames:
+                frames, direction = factors.round_down(num_frames), "down"
+            note = (
+                f"{names.num_frames} {num_frames} is not {temporal}k+1 (the VAE packs {temporal} frames into one "
+                f"latent frame): rounding {direction} to {frames}"
+            )
+            asked += f" (as {temporal}k+1: {frames})"
+    for name, length in input_lengths.items():
+        if length < frames:
+            raise ValueError(
+                f"{asked} needs {frames} frames but {name} has {length}: use {names.num_frames} "
+                f"{factors.round_down(length)} or less, or a longer input"
+            )
+
+    if window_frames is None:
+        window_frames = ipi_frames or WAN_WINDOW_FRAMES
+    if not factors.is_valid_frame_count(window_frames):
+        raise ValueError(f"{names.window_frames} must be a {temporal}k+1 int, got {window_frames!r}")
+    if ipi_frames is not None and window_frames != ipi_frames:
+        raise ValueError(
+            f"{names.window_frames} {window_frames}: the implicit pose indicator only takes windows of {ipi_frames} "
+            "frames (its temporal Conv1d is tied to `ipi_num_frames`): leave it unset"
+        )
+    if window_overlap is not None and not (
+        isinstance(window_overlap, int)
+        and window_overlap % temporal == 0
+        and temporal <= window_overlap <= window_frames - 1
+    ):
+        raise ValueError(
+            f"{names.window_overlap} {window_overlap}: frames shared by windows of {window_frames} must be a multiple "
+            f"of {temporal} from {temporal} to {window_frames - 1}"
+        )
+    # The IPI takes whole windows only: a shorter video is generated at one window's length (the pose padded with its
+    # last frame, as the official script pads it) and trimmed.
+    generation_frames = max(frames, window_frames) if ipi_frames is not None else frames
+    window_latent_frames = factors.latent_frames(window_frames)
+    if window_overlap is None:
+        overlap = default_overlap(window_latent_frames) if window_latent_frames > 1 else 0
+    else:
+        overlap = window_overlap // temporal
+    windows = plan_windows(factors.latent_frames(generation_frames), window_latent_frames, overlap)
+    return FramePlan(frames, generation_frames, windows, ipi_frames is not None, note)

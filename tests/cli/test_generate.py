@@ -10,14 +10,14 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
+from diffusers import WanTransformer3DModel
 
 from animatex_pp.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, main
 from animatex_pp.io.video import read_video, write_video
 from animatex_pp.models.convert import animatex_from_wan
 from animatex_pp.models.presets import split_preset
 from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
-from animatex_pp.testing import tiny_components
+from tests.helpers.official_release import write_release
 
 SIZE = 32
 
@@ -111,6 +111,7 @@ def test_generate_ti2v_needs_no_pose(model_dir, inputs, tmp_path):
         (lambda args, tmp: args.__setitem__(args.index("--image") + 1, str(tmp / "broken.png")), "could not be read"),
         (lambda args, tmp: args.extend(["--retarget"]), "--retarget needs"),
         (lambda args, tmp: args.extend(["--reference-pose", "auto", "--pose-backend", "dwpose"]), "--dwpose-dir"),
+        (lambda args, tmp: args.extend(["--pose-backend", "dwpose", "--dwpose-dir", str(tmp)]), "has no yolox_l.onnx"),
         (lambda args, tmp: args.extend(["--reference-pose", str(tmp / "ref.npz")]), "--reference-pose not found"),
     ],
     ids=[
@@ -126,6 +127,7 @@ def test_generate_ti2v_needs_no_pose(model_dir, inputs, tmp_path):
         "corrupt-image",
         "retarget-without-keypoints",
         "dwpose-without-models",
+        "dwpose-dir-without-its-files",
         "no-reference-pose",
     ],  # fmt: skip
 )
@@ -241,7 +243,7 @@ def test_empty_poses_are_refused_before_the_model_loads(model_dir, inputs, tmp_p
 
 
 def test_reference_pose_takes_what_the_messages_say(model_dir, inputs, tmp_path, capsys):
-    from tests.pose.synthetic import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
+    from tests.helpers.poses import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
 
     (tmp_path / "skeleton.txt").write_text("not a pose")
     args = generate_args(model_dir, inputs, tmp_path / "out.mp4", "--reference-pose", str(tmp_path / "skeleton.txt"))
@@ -311,8 +313,8 @@ def test_output_paths_are_checked_before_the_model_loads(model_dir, inputs, tmp_
         (["--frames", "10"], "--frames 10 (as 4k+1: 13) needs 13 frames but --pose has 9: use --frames 9"),
         (
             ["--stride", "2"],
-            "the default --frames 5 (the length of --pose) needs 5 frames but --driving-video has 3 "
-            "at --stride 2: use --frames 1 or less",
+            "the default --frames 5 (the length of --pose at --stride 2) needs 5 frames but --driving-video at "
+            "--stride 2 has 3: use --frames 1 or less",
         ),
     ],
 )
@@ -344,7 +346,7 @@ def test_a_shorter_driving_video_is_refused_naming_it(model_dir, inputs, tmp_pat
 
 
 def test_a_frame_count_rounds_down_rather_than_past_the_pose(model_dir, tmp_path, capsys):
-    from tests.pose.synthetic import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
+    from tests.helpers.poses import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
 
     make_pose([body_pixels(HUMAN_LENGTHS, STANDING_ANGLES, (150, 60))] * 10, width=320, height=320).save(
         tmp_path / "walk.npz"
@@ -358,7 +360,7 @@ def test_a_frame_count_rounds_down_rather_than_past_the_pose(model_dir, tmp_path
     ]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "--frames 10 is not 4k+1 (the VAE packs 4 frames per latent frame): generating 9" in out
+    assert "--frames 10 is not 4k+1 (the VAE packs 4 frames into one latent frame): rounding down to 9" in out
     assert f"wrote {tmp_path / 'walk.mp4'} (9 frames, {SIZE}x{SIZE}, " in out  # H x W, as --size takes it
     assert len(read_video(tmp_path / "walk.mp4")[0]) == 9
 
@@ -420,7 +422,7 @@ def fed_poses(monkeypatch):
 
 def test_the_preview_shows_the_pose_exactly_as_the_model_got_it(model_dir, tmp_path, fed_poses):
     from animatex_pp.io.preview import LABEL_HEIGHT, MIN_SHEET_CELL_HEIGHT
-    from tests.pose.synthetic import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
+    from tests.helpers.poses import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
 
     # Poses at 320 x 320 generated at 32 x 32: the model sees 1-pixel strokes (DWPose's 4 pixels, resized).
     make_pose([body_pixels(HUMAN_LENGTHS, STANDING_ANGLES, (150, 60))] * 9, width=320, height=320).save(
@@ -448,7 +450,7 @@ def test_the_preview_shows_the_pose_exactly_as_the_model_got_it(model_dir, tmp_p
 def test_retarget_drops_what_the_reference_lacks_warning_once_and_keep_missing_parts_keeps_it(
     model_dir, tmp_path, caplog, fed_poses
 ):
-    from tests.pose.synthetic import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
+    from tests.helpers.poses import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
 
     # A mermaid written by hand in pixels of its 64 x 96 picture: hips, no knees or ankles.
     small = {name: length / 8 for name, length in HUMAN_LENGTHS.items()}
@@ -511,19 +513,7 @@ def test_help_reads_well():
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
     """A diffusers Wan2.1 I2V directory, a motion-encoder directory and a release in the official key names."""
-    from tests.models.test_convert import synthetic_release
-
-    folder = tmp_path_factory.mktemp("release")
-    components = tiny_components(seed=0)
-    motion_encoder = components.pop("motion_encoder")
-    base_config, _ = split_preset("tiny")
-    torch.manual_seed(0)
-    components["transformer"] = WanTransformer3DModel(**base_config).eval()
-    WanImageToVideoPipeline(**components).save_pretrained(folder / "wan")
-    motion_encoder.save_pretrained(folder / "clip")
-    state, _ = synthetic_release(components["transformer"])
-    torch.save(state, folder / "animate-x++.ckpt")
-    return folder
+    return write_release(tmp_path_factory.mktemp("release"))
 
 
 def test_convert_builds_a_pipeline_directory_that_generates(release, inputs, tmp_path):

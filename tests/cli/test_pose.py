@@ -10,7 +10,7 @@ from animatex_pp.cli import main
 from animatex_pp.cli.pose import OVERLAY_DIM
 from animatex_pp.io.video import read_video
 from animatex_pp.pose import PoseSequence
-from tests.pose.synthetic import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
+from tests.helpers.poses import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,8 @@ def test_bad_input_exits_with_2(extracted, tmp_path, capsys):
         (["pose", "render", str(extracted), "--out", str(tmp_path / "x.gif")], ".mp4"),
         (["pose", "extract", str(extracted), "--out", str(tmp_path / "no_dir" / "p.npz")], "does not exist"),
         (["pose", "extract", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "p.npz")], "not found"),
-        (["pose", "extract", str(extracted), "--out", str(tmp_path / "p.npz"), "--backend", "dwpose"], "--det-model"),
+        (["pose", "extract", str(extracted), "--out", str(tmp_path / "p.npz"), "--pose-backend", "dwpose"],
+         "--pose-backend dwpose needs --dwpose-dir: the folder of yolox_l.onnx and dw-ll_ucoco_384.onnx"),
         (["pose", "retarget", str(extracted), "--reference", str(extracted), "--out", str(tmp_path / "r.npz"),
           "--reference-frame", "9"], "out of range"),
     ]  # fmt: skip
@@ -167,9 +168,9 @@ def test_render_over_a_16_bit_picture_prints_its_size_height_first(tmp_path, cap
         (["--height", "0"], "--height 0: a side must be 1 to 8192 pixels"),
         (["--width", "-4"], "--width -4: a side must be 1 to 8192 pixels"),
         (["--height", "9000"], "--height 9000: a side must be 1 to 8192 pixels"),
-        (["--fps", "0"], "--fps must be positive, got 0"),
-        (["--fps", "-2"], "--fps must be positive, got -2"),
-        (["--stick-width", "0"], "--stick-width must be positive"),
+        (["--fps", "0"], "argument --fps: must be positive, got 0"),
+        (["--fps=-2"], "argument --fps: must be positive, got -2"),
+        (["--stick-width", "0"], "argument --stick-width: must be a positive integer, got 0"),
         (["--frame", "3", "--out", "{tmp}/x.png"], "--frame 3 is out of range"),
         (["--frame", "0"], "give --out a .png path"),
         (["--over", "{tmp}/missing.png", "--out", "{tmp}/x.png"], "--over image not found"),
@@ -193,8 +194,10 @@ def test_render_refuses_a_pose_measured_on_a_huge_image(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [(["--fps", "0"], "--fps must be positive"), (["--stride", "0"], "--stride must be positive"),
-     (["--start", "-1"], "--start must be at least 0"), (["--max-frames", "0"], "--max-frames must be positive")],
+    [(["--fps", "0"], "argument --fps: must be positive"),
+     (["--stride", "0"], "argument --stride: must be a positive integer"),
+     (["--start=-1"], "argument --start: must be >= 0, got -1"),
+     (["--max-frames", "0"], "argument --max-frames: must be a positive integer")],
 )  # fmt: skip
 def test_extract_refuses_zero_and_negative_selections(shared_assets, tmp_path, capsys, extra, message):
     video = shared_assets / "videos" / "dance_anime_32f.mp4"
@@ -226,3 +229,38 @@ def test_the_docs_hand_made_skeleton_renders_over_its_image(shared_assets, tmp_p
     image, out = shared_assets / "images" / "winged_figure.jpeg", tmp_path / "check.png"
     assert main(["pose", "render", str(tmp_path / "winged.pose.json"), "--over", str(image), "--out", str(out)]) == 0
     assert Image.open(out).size == (832, 1216)
+
+
+def test_dwpose_takes_one_folder_of_its_two_files_in_every_command(tmp_path, monkeypatch, capsys):
+    seen = {}
+
+    def fake_extract(source, backend, **options):
+        seen.update(options, backend=backend)
+        return make_pose([body_pixels(HUMAN_LENGTHS, STANDING_ANGLES, (300, 200))], width=600, height=800)
+
+    monkeypatch.setattr("animatex_pp.pose.extract", fake_extract)
+    image = tmp_path / "character.png"
+    Image.new("RGB", (60, 80), "pink").save(image)
+    dwpose = tmp_path / "dwpose"
+    dwpose.mkdir()
+    extract = ["pose", "extract", str(image), "--out", str(tmp_path / "p.npz"), "--pose-backend", "dwpose"]
+    assert main([*extract, "--dwpose-dir", str(dwpose)]) == 2
+    assert f"--dwpose-dir {dwpose} has no yolox_l.onnx: download it from Hugging Face yzd-v/DWPose" in (
+        capsys.readouterr().err
+    )
+    (dwpose / "yolox_l.onnx").write_bytes(b"")
+    assert main([*extract, "--dwpose-dir", str(dwpose)]) == 2
+    assert "has no dw-ll_ucoco_384.onnx" in capsys.readouterr().err
+    (dwpose / "dw-ll_ucoco_384.onnx").write_bytes(b"")
+    assert main([*extract, "--dwpose-dir", str(dwpose), "--quiet"]) == 0
+    assert seen["backend"] == "dwpose"
+    assert (seen["det_model"], seen["pose_model"]) == (dwpose / "yolox_l.onnx", dwpose / "dw-ll_ucoco_384.onnx")
+    # The same flags in `retarget`, and options of the other backend are refused rather than ignored.
+    pose_path, _ = hand_made_skeleton(tmp_path)
+    retarget = ["pose", "retarget", str(pose_path), "--reference", str(image), "--out", str(tmp_path / "r.npz")]
+    assert main([*retarget, "--pose-backend", "dwpose", "--dwpose-dir", str(dwpose)]) == 0
+    assert seen["det_model"] == dwpose / "yolox_l.onnx"
+    assert main([*extract, "--dwpose-dir", str(dwpose), "--no-hands"]) == 2
+    assert "--no-hands is a mediapipe option" in capsys.readouterr().err
+    assert main([*extract[:-2], "--dwpose-dir", str(dwpose)]) == 2
+    assert "--dwpose-dir is for --pose-backend dwpose" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import pytest
 
 from animatex_pp.cli import main
 from animatex_pp.data.metadata import load_metadata, read_metadata
-from tests.data.conftest import GOOD_ANIMATION, GOOD_TI2V
+from tests.helpers.clips import GOOD_ANIMATION, GOOD_TI2V
 
 
 def test_bad_rows_are_reported_with_line_and_reason(clip_folder):

@@ -82,7 +82,7 @@ def test_quick_demo_end_to_end_with_the_ablation_then_a_second_run_reuses_every_
 
 @pytest.mark.parametrize(
     ("arguments", "message"),
-    [(["--steps", "0"], "--steps must be at least 1"), (["--out", "FILE"], "is a file"),
+    [(["--steps", "0"], "argument --steps: must be a positive integer, got 0"), (["--out", "FILE"], "is a file"),
      (["--out", "missing/demo"], "does not exist")],
 )  # fmt: skip
 def test_bad_options_exit_2_before_any_stage(tmp_path, capsys, monkeypatch, arguments, message):

@@ -125,7 +125,7 @@ def _unwritable(context):
         raise PermissionError(errno.EACCES, "Permission denied")
 
     # Root (the tests' usual user in containers) ignores permission bits, so the write probe is made to fail.
-    context.monkeypatch.setattr("animatex_pp.cli.checks.tempfile.TemporaryFile", refuse)
+    context.monkeypatch.setattr("animatex_pp.pipelines.checks.tempfile.TemporaryFile", refuse)
 
 
 MODEL, DATA, OUT = 2, 4, 6  # positions of the values in the argument list

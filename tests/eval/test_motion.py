@@ -11,8 +11,7 @@ from animatex_pp.eval.motion import (
     masked_correlation,
     phase_correlation,
 )
-
-from .synthetic import fourier_shift, smooth_texture, to_rgb_uint8, zoom_about_centre
+from tests.helpers.textures import fourier_shift, smooth_texture, to_rgb_uint8, zoom_about_centre
 
 NUM_FRAMES, SIZE = 6, 64
 

@@ -12,6 +12,7 @@ from animatex_pp.models.presets import split_preset
 from animatex_pp.pipelines.conditioning import official_strokes
 from animatex_pp.pose import PoseSequence, render, retarget
 from animatex_pp.testing import tiny_components, tiny_pipeline
+from tests.helpers.streams import randomize_streams
 
 SIZE = 32
 STEPS = 2
@@ -55,14 +56,6 @@ def pose_sequence(num_frames: int, seed: int = 2) -> PoseSequence:
     return PoseSequence(body.astype(np.float32), conf.astype(np.float32), width=64, height=64, fps=8)
 
 
-def randomize_streams(pipe: AnimateXPipeline, seed: int = 0) -> None:
-    """Give every pose stream non-zero weights (the fresh model's zero-init output layers make them silent)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in pipe.transformer.stream_parameters():
-            parameter.copy_(0.2 * torch.randn(parameter.shape, generator=generator))
-
-
 class EncodedPoses:
     """Records the arguments of every `encode_pose_conditions` call (one per window encoding)."""
 
@@ -82,6 +75,38 @@ class EncodedPoses:
 
     def __exit__(self, *exc):
         self.cls.encode_pose_conditions = self.original
+
+
+def poisoned(pose: PoseSequence, field: str, value: float, frame: int = 4) -> PoseSequence:
+    """`pose` with one value of `field` replaced after construction (a PoseSequence checks its arrays when made)."""
+    getattr(pose, field)[frame].flat[0] = value
+    return pose
+
+
+class EncoderRuns:
+    """Records which of the pipeline's models ran: the encoders, the VAE and the transformer."""
+
+    def __init__(self, pipe: AnimateXPipeline):
+        # The VAE encodes through `encode`, not `forward`: its encoder submodule's forward is what runs.
+        self.models = {
+            "text_encoder": pipe.text_encoder,
+            "image_encoder": pipe.image_encoder,
+            "motion_encoder": pipe.motion_encoder,
+            "vae.encoder": pipe.vae.encoder,
+            "transformer": pipe.transformer,
+        }
+        self.ran: list[str] = []
+
+    def __enter__(self):
+        self.handles = [
+            model.register_forward_pre_hook(lambda *args, name=name: self.ran.append(name))
+            for name, model in self.models.items()
+        ]
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
 
 
 class TransformerCalls:
@@ -356,7 +381,7 @@ def test_reference_pose_image_feeds_the_reference_stream(pipe):
         ({"pose": None}, "needs a `pose`"),
         ({"mode": "dance"}, "`mode` must be one of"),
         ({"mode": "ti2v"}, "takes no pose"),
-        ({"num_frames": 13}, "The pose has 9 frames but 13"),
+        ({"num_frames": 13}, "`num_frames` 13 needs 13 frames but `pose` has 9: use `num_frames` 9 or less"),
         ({"output_type": "mp4"}, "`output_type` must be one of"),
         ({"window_strategy": "loop"}, "`window_strategy` must be one of"),
         ({"window_overlap": 3}, "multiple of 4"),
@@ -378,35 +403,52 @@ def test_reference_pose_image_feeds_the_reference_stream(pipe):
         ({"retarget_pose": True}, "needs `pose` and `reference_pose` as PoseSequence"),
         ({"keep_missing_parts": True}, r"is a retargeting option: pass `retarget_pose=True` too"),
         ({"callback_on_step_end_tensor_inputs": ["noise"]}, "may name"),
-        ({"driving_video": np.zeros((5, SIZE, SIZE, 3), np.uint8)}, "`driving_video` has 5 frames but 9"),
+        ({"driving_video": np.zeros((5, SIZE, SIZE, 3), np.uint8)}, "9 frames but `driving_video` has 5"),
         ({"driving_video": np.zeros((9, SIZE, SIZE), np.uint8)}, r"must be \(F, H, W, 3\)"),
         ({"pose": torch.zeros(9, 3, SIZE, SIZE)}, r"must be \(3, F, H, W\)"),
         ({"pose": np.zeros((9, SIZE, SIZE, 3), np.int64)}, r"must be \(F, H, W, 3\) uint8 frames"),
         ({"driving_video": torch.zeros(3, 9, SIZE, SIZE, dtype=torch.uint8)}, r"floats in \[0, 1\] as a tensor"),
         ({"image": np.zeros((SIZE, SIZE), np.uint8)}, r"must be \(H, W, 3\)"),
         ({"reference_pose": np.zeros((3, SIZE, SIZE), np.uint8)}, r"must be \(H, W, 3\)"),
+        ({"pose": []}, "`pose` has no frames: give at least one"),
+        ({"pose": np.zeros((0, SIZE, SIZE, 3), np.uint8)}, "`pose` has no frames"),
+        ({"driving_video": torch.zeros(3, 0, SIZE, SIZE)}, "`driving_video` has no frames"),
+        ({"pose": poisoned(pose_sequence(9), "body", np.nan)}, "`pose` holds NaN or inf body keypoints"),
+        ({"pose": poisoned(pose_sequence(9), "body_conf", np.inf)}, r"NaN or inf body keypoints \(first in frame 4\)"),
+        ({"pose": pose_sequence(9), "reference_pose": poisoned(pose_sequence(1), "body", -np.inf, frame=0)},
+         "`reference_pose` holds NaN or inf body keypoints"),
+        ({"driving_video": torch.full((3, 9, SIZE, SIZE), 200.0)}, "`driving_video` holds float pixels from 200"),
+        ({"pose": torch.rand(3, 9, SIZE, SIZE) * 255}, r"floats must be in \[0, 1\]: divide uint8-range values"),
+        ({"driving_video": [np.full((SIZE, SIZE, 3), 128.0)] * 9}, "`driving_video` holds float pixels"),
+        ({"pose": torch.full((3, 9, SIZE, SIZE), float("nan"))}, "`pose` holds float pixels from nan"),
     ],
-)
+)  # fmt: skip
 def test_bad_arguments_are_refused_before_any_model_runs(pipe, kwargs, message):
-    ran = []
-    handles = [
-        module.register_forward_pre_hook(lambda *args: ran.append(True))
-        for module in (pipe.text_encoder, pipe.image_encoder, pipe.vae, pipe.transformer)
-    ]
+    with EncoderRuns(pipe) as runs, pytest.raises(ValueError, match=message):
+        generate(pipe, **{"pose": pose_video(9), **kwargs})
+    assert not runs.ran, f"{runs.ran} ran before the refusal"
+
+
+def test_a_long_prompt_is_said_to_be_cut_before_the_text_encoder_runs(pipe, caplog):
+    seen_before_encoding = []
+
+    def record(*args):
+        seen_before_encoding.append("tokens are cut" in caplog.text)
+
+    handle = pipe.text_encoder.register_forward_pre_hook(record)
     try:
-        with pytest.raises(ValueError, match=message):
-            generate(pipe, **{"pose": pose_video(9), **kwargs})
+        with caplog.at_level("WARNING"):
+            generate(pipe, pose=pose_video(9), prompt=" ".join(["dancing"] * 600), num_inference_steps=1)
     finally:
-        for handle in handles:
-            handle.remove()
-    assert not ran
+        handle.remove()
+    assert seen_before_encoding and all(seen_before_encoding)
 
 
 def test_frame_counts_round_up_to_4k_plus_1_with_a_warning(pipe, caplog):
     with caplog.at_level("WARNING"):
         frames = generate(pipe, pose=pose_video(9), num_frames=7)
     assert frames.shape[1] == 9
-    assert "rounding 7 up to 9" in caplog.text
+    assert "`num_frames` 7 is not 4k+1 (the VAE packs 4 frames into one latent frame): rounding up to 9" in caplog.text
 
 
 def test_rounding_never_goes_up_past_the_pose(pipe, caplog):
@@ -414,7 +456,7 @@ def test_rounding_never_goes_up_past_the_pose(pipe, caplog):
     with caplog.at_level("WARNING"):
         frames = generate(pipe, pose=pose_video(10), num_frames=10)
     assert frames.shape[1] == 9
-    assert "rounding 10 down to 9" in caplog.text
+    assert "`num_frames` 10 is not 4k+1" in caplog.text and "rounding down to 9" in caplog.text
 
 
 def test_a_prompt_longer_than_the_text_encoder_reads_warns_that_it_is_cut(pipe, caplog):
@@ -492,7 +534,9 @@ def test_carried_windows_continue_the_first_window_exactly(pipe):
 
 
 def test_windows_are_refused_when_they_cannot_overlap(pipe):
-    with pytest.raises(ValueError, match="between 1 and 2 latent frames"):
+    with pytest.raises(
+        ValueError, match="`window_overlap` 12: frames shared by windows of 9 must be a multiple of 4 from 4 to 8"
+    ):
         generate(pipe, pose=pose_video(25), num_frames=25, window_frames=9, window_overlap=12)
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from animatex_pp.pose import EPIAugment, EPIPlan
 from animatex_pp.pose.augment import add_part, drop_part, rescale
-from tests.pose.synthetic import (
+from tests.helpers.poses import (
     BONES,
     HUMAN_LENGTHS,
     STANDING_ANGLES,

@@ -9,7 +9,7 @@ import pytest
 from animatex_pp.pose import realign, render, retarget
 from animatex_pp.pose.kinematics import swap_sides
 from animatex_pp.pose.retarget import MAX_BODY_EXTENT, bone_ratios
-from tests.pose.synthetic import (
+from tests.helpers.poses import (
     BONES,
     HUMAN_LENGTHS,
     STANDING_ANGLES,

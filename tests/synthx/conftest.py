@@ -2,10 +2,8 @@
 
 import pytest
 
-from animatex_pp.synthx.build import BuildConfig, build
-
-# Small but complete: every split, ti2v clips with each of the first camera labels, X families round-robin.
-SMALL = BuildConfig(size=64, frames=9, train=12, test=7, seed=3, ti2v_share=0.5)
+from animatex_pp.synthx.build import build
+from tests.helpers.synthx import SMALL
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from animatex_pp.pose import PoseSequence
 from animatex_pp.synthx.bodies import FAMILIES
 from animatex_pp.synthx.build import METADATA_FILES, SPLITS, BuildConfig, build
 from animatex_pp.synthx.truth import clip_truth
-from tests.synthx.conftest import SMALL
+from tests.helpers.synthx import SMALL
 
 # The module itself: `animatex_pp.synthx.build` as an attribute is the function the package exports.
 build_module = importlib.import_module("animatex_pp.synthx.build")

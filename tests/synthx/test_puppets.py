@@ -8,7 +8,7 @@ from animatex_pp.synthx.draw import draw
 from animatex_pp.synthx.motions import ANGLES, MOTIONS, Motion, from_pose, rest
 from animatex_pp.synthx.puppet import fit, place, pose_body
 from animatex_pp.synthx.textures import LABELS, sample_appearance
-from tests.pose.synthetic import BONES, HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
+from tests.helpers.poses import BONES, HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
 
 SIZE = 128
 # Arms and legs spread wide (degrees, image axes), so that no limb is drawn over another.

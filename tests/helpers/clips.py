@@ -1,14 +1,16 @@
-"""A small training dataset made from the sample videos: both tasks, with bad rows of every kind."""
+"""A small training dataset made from the sample videos: both tasks, with bad rows of every kind.
+
+The `clip_folder` fixture (tests/conftest.py) writes it once per session with `write_clip_folder`.
+"""
 
 import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from animatex_pp.io.video import read_video, write_video
 from animatex_pp.pipelines.conditioning import resize_frames
-from tests.pose.synthetic import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
+from tests.helpers.poses import HUMAN_LENGTHS, STANDING_ANGLES, body_pixels, make_pose
 
 CLIP_HEIGHT, CLIP_WIDTH = 96, 64  # portrait, like the dance videos
 GOOD_ANIMATION, GOOD_TI2V = 4, 3
@@ -34,10 +36,8 @@ def write_clip(path: Path, frames: np.ndarray, fps: float) -> None:
     write_video(path, frames, fps=fps, crf=10)
 
 
-@pytest.fixture(scope="session")
-def clip_folder(tmp_path_factory, shared_assets) -> Path:
-    """`metadata.jsonl` + clips, poses and a reference image; `bad_lines` lists the bad rows' line numbers."""
-    root = tmp_path_factory.mktemp("clips")
+def write_clip_folder(root: Path, shared_assets: Path) -> Path:
+    """`metadata.jsonl` + clips, poses and a reference image in `root`; `bad_lines` lists the bad rows' lines."""
     (root / "clips").mkdir()
     (root / "poses").mkdir()
     dance, dance_fps = read_video(shared_assets / "videos" / "dance_anime_32f.mp4")
