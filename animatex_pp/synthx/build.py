@@ -42,7 +42,7 @@ from animatex_pp.synthx.truth import ClipTruth, write_truth
 __all__ = ["GENERATOR_VERSION", "SPLITS", "BuildConfig", "build", "check_output"]
 
 FORMAT = "animatex_pp.synthx/1"
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 SPLITS = ("train", "test_x", "test_x_dynamic", "test_human")
 METADATA_FILES = {"train": "train.jsonl", "test_x": "test_x.jsonl", "test_x_dynamic": "test_x_dynamic.jsonl",
                   "test_human": "test_human.jsonl"}  # fmt: skip
@@ -180,6 +180,8 @@ def _render(spec: ClipSpec, config: BuildConfig, root: Path) -> dict:
         appearance = appearance.with_solid(item.label, OBJECT_COLOURS[words["colour"]])
     layer = draw(skeleton if spec.character else None, appearance, size, frames, tuple(objects))
     video = layer.over(background)
+    # The background plate: the same scene and objects without the character, for the foreground metrics.
+    plate = draw(None, appearance, size, frames, tuple(objects)).over(background) if spec.character else video
 
     folder = root / spec.folder
     folder.mkdir(parents=True)
@@ -195,6 +197,8 @@ def _render(spec: ClipSpec, config: BuildConfig, root: Path) -> dict:
     row["caption"] = caption(subject, camera.label, camera.speed, described, rng)
     row["fps"] = fps
     write_video(folder / "video.mp4", video, fps, crf=CRF)
+    write_video(folder / "background.mp4", plate, fps, crf=CRF)
+    row["background"] = f"{spec.folder}/background.mp4"
     Image.fromarray(reference).save(folder / "reference.png")
     row["reference"] = f"{spec.folder}/reference.png"
     if spec.task == "animation":

@@ -50,7 +50,7 @@ def test_every_split_has_its_clips_and_files(small_build):
         rows = _rows(small_build, split)
         assert len(rows) == (SMALL.train if split == "train" else SMALL.test) == summary["splits"][split]["clips"]
         for row in rows:
-            for key in ("video", "reference", "truth", "pose", "reference_pose", "driving_video"):
+            for key in ("video", "background", "reference", "truth", "pose", "reference_pose", "driving_video"):
                 if key in row:
                     assert (small_build / row[key]).is_file(), (row["id"], key)
             truth = clip_truth(small_build / METADATA_FILES[split], row)
@@ -59,6 +59,22 @@ def test_every_split_has_its_clips_and_files(small_build):
                 assert truth.character_masks().all(axis=0).sum() < truth.character_masks().any(axis=0).sum()
                 pose = PoseSequence.load(small_build / row["pose"])
                 assert len(pose) == SMALL.frames and (pose.width, pose.height) == (SMALL.size, SMALL.size)
+
+
+def test_the_background_plate_is_the_clip_without_its_character(small_build):
+    from animatex_pp.eval.character import dilate
+    from animatex_pp.io.video import read_video
+
+    for split in SPLITS:
+        for row in _rows(small_build, split):
+            video, plate = (read_video(small_build / row[key])[0].astype(int) for key in ("video", "background"))
+            truth = clip_truth(small_build / METADATA_FILES[split], row)
+            masks = truth.character_masks()
+            # yuv420p shares chroma between 2 x 2 pixels: compare a few pixels away from any anti-aliased edge
+            away = ~dilate(truth.alpha > 0, 2)
+            assert np.abs(video - plate)[away].max() <= 2, row["id"]
+            if masks.any():
+                assert np.abs(video - plate).max(axis=-1)[masks].mean() > 10, row["id"]
 
 
 def test_splits_hold_what_they_promise(small_build):
