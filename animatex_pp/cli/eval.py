@@ -12,15 +12,20 @@ from animatex_pp.cli.checks import DTYPES, non_negative_float, positive_int, ran
 
 EVAL_EPILOG = """\
 examples:
-  # a trained model on SynthX's held-out X characters, with both baselines
+  # a trained model on SynthX's held-out X characters, with the baselines
   animatex-pp eval --model runs/synthx_tiny/export/pipeline --data synthx/test_x.jsonl --out eval/test_x
+
+  # the stress test: the driving pose as it is (another body's), not retargeted; beside the shipped base
+  animatex-pp eval --model runs/synthx_tiny/export/pipeline --data synthx/test_x.jsonl --out eval/test_x_raw \\
+      --driving raw --base-model base/pipeline
 
   # a released model on your own clips (metadata with pose files), 30 steps on a GPU
   animatex-pp eval --model animatex-720p --data my_clips/test.jsonl --out eval/mine --steps 30 --guidance 3 \\
       --device cuda --dtype bf16
 
 Writes OUT/metrics.json (per clip and mean, per baseline), OUT/metrics.md, OUT/contact_sheet.png, OUT/videos/ (the
-outputs) and OUT/clips/ (one result per clip: a rerun with the same model and settings skips the clips done).
+outputs), OUT/clips/ (one result per clip) and OUT/stage.json (the settings: a rerun with the same ones skips the
+clips done; other settings are refused).
 Exit codes: 0 done, 1 evaluation failed, 2 bad arguments or files.
 """
 
@@ -32,8 +37,10 @@ def run_eval(args: argparse.Namespace) -> int:
         args.model,
         args.data,
         args.out,
+        driving=args.driving,
         baselines=not args.no_baselines,
         no_pose=not args.skip_no_pose,
+        base_model=args.base_model,
         num_inference_steps=args.steps,
         guidance_scale=args.guidance,
         seed=args.seed,
@@ -43,6 +50,10 @@ def run_eval(args: argparse.Namespace) -> int:
     )
     summary = metrics["summary"]
     parts = [f"PSNR {summary['psnr']:.2f} dB", f"SSIM {summary['ssim']:.4f}"]
+    if summary["character_psnr"] is not None:
+        parts.append(f"character PSNR {summary['character_psnr']:.2f} dB")
+    if summary["foreground_iou"] is not None:
+        parts.append(f"foreground IoU {summary['foreground_iou']:.3f}")
     if summary["copy_reference_psnr"] is not None:
         parts.append(f"copy-the-reference PSNR {summary['copy_reference_psnr']:.2f} dB")
     if summary["no_pose_psnr"] is not None:
@@ -59,8 +70,10 @@ def register(subparsers) -> None:
         "eval",
         help="score a pipeline on every clip of a split against its ground truth, with baselines",
         description="Generate every clip of --data with its reference, poses and caption, score the outputs against\n"
-        "the clips' videos (PSNR, PSNR*, SSIM, L1, background motion), beside two baselines: copying the reference\n"
-        "frame, and the same model with the pose streams off (mode ti2v).",
+        "the clips' videos (PSNR, PSNR*, SSIM, L1, background motion; with SynthX's ground truth the character's\n"
+        "PSNR, foreground IoU and spurious share), beside baselines: copying the reference frame (its pixels, and\n"
+        "through the VAE), the same model with the pose streams off (mode ti2v), an optional base model, and the\n"
+        "VAE's reconstruction of the ground truth (the ceiling).",
         epilog=EVAL_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -82,5 +95,14 @@ def register(subparsers) -> None:
         "--skip-no-pose",
         action="store_true",
         help="skip the pose-streams-off baseline (a second generation per clip); keep copy-the-reference",
+    )
+    parser.add_argument(
+        "--driving",
+        choices=("retargeted", "raw"),
+        default="retargeted",
+        help="the driving pose retargeted onto each clip's reference pose (default), or raw: the stress test",
+    )
+    parser.add_argument(
+        "--base-model", default=None, metavar="DIR", help="another pipeline run on the same clips (the 'before')"
     )
     parser.set_defaults(handler=run_eval)

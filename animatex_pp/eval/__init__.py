@@ -1,9 +1,11 @@
-"""Evaluation metrics: frame fidelity, background motion against a caption, keypoint error, FID/FVD.
+"""Evaluation metrics: frame fidelity, the character's region against SynthX's ground truth, background motion against
+a caption, keypoint error, FID/FVD.
 
 Videos are (F, H, W, 3) RGB, uint8 in [0, 255] or float in [0, 1] (``frames``). docs/evaluation.md defines each
 metric and gives its source.
 """
 
+from animatex_pp.eval.character import character_psnr, foreground_iou, spurious_share
 from animatex_pp.eval.features import (
     FeatureExtractor,
     fid,
@@ -30,9 +32,11 @@ __all__ = [
     "FeatureExtractor",
     "KeypointError",
     "background_motion_accuracy",
+    "character_psnr",
     "estimate_background_motion",
     "expected_motion_label",
     "fid",
+    "foreground_iou",
     "frechet_distance",
     "frechet_distance_from_stats",
     "fvd",
@@ -45,5 +49,6 @@ __all__ = [
     "pose_keypoint_error",
     "psnr",
     "psnr_star",
+    "spurious_share",
     "ssim",
 ]
