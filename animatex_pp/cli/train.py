@@ -1,4 +1,4 @@
-"""`animatex-pp train [HYDRA OVERRIDES...]`: the Hydra command line over `train(cfg)`.
+"""`animatex-pp train [HYDRA OVERRIDES...]`: the Hydra command line over the config's data step and `train(cfg)`.
 
 Everything after `train` is Hydra's: overrides (`recipe=synthx_tiny trainer.max_steps=100`), `-m` for a sweep,
 `--cfg job` to print the composed config, `--help` for the config groups.
@@ -12,10 +12,10 @@ import sys
 
 EPILOG = """\
 examples:
-  animatex-pp train recipe=synthx_tiny data.metadata=synthx/train.jsonl
+  animatex-pp train recipe=synthx_tiny
   animatex-pp train recipe=synthx_tiny deepspeed=zero2 trainer.num_processes=2
   animatex-pp train recipe=animatex_pp_wan14b_480p mode=plan
-  animatex-pp train -m recipe=synthx_ablation data.metadata=synthx/train.jsonl
+  animatex-pp train -m recipe=synthx_ablation
   animatex-pp train recipe=synthx_tiny resume=auto hydra.run.dir=outputs/my_run
 
 Exit codes: 0 done, 1 failed, 2 bad arguments, config or files.
@@ -25,17 +25,21 @@ Exit codes: 0 done, 1 failed, 2 bad arguments, config or files.
 def _hydra_main():
     import hydra
 
-    from animatex_pp.training.config import CONFIG_NAME, config_dir, register_recipes
+    from animatex_pp.training.config import CONFIG_NAME, config_dir, register_configs
 
-    register_recipes()
+    register_configs()
 
     @hydra.main(config_path=str(config_dir()), config_name=CONFIG_NAME, version_base="1.3")
     def hydra_train(cfg):
+        from omegaconf.errors import OmegaConfBaseException
+
+        from animatex_pp.training.config import prepare_data
         from animatex_pp.training.trainer import train
 
         try:
+            prepare_data(cfg)
             metrics = train(cfg)
-        except (ValueError, FileNotFoundError) as error:
+        except (ValueError, FileNotFoundError, OmegaConfBaseException) as error:
             print(f"animatex-pp train: error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
         printable = {key: value for key, value in metrics.items() if not isinstance(value, (list, dict))}

@@ -1,28 +1,36 @@
-"""Where the Hydra configs and recipes are, and composing them from Python (tests, notebooks).
+"""Where the Hydra configs and recipes are, what Hydra's ConfigStore holds, composing them from Python, and the
+config's data step.
 
 An installed wheel holds the repository's top-level `conf/` (the config groups) as the package `animatex_pp.conf`
 and `recipes/` as `animatex_pp.recipes`; a source checkout (tests run from it, and an editable install maps it)
 has both beside the package.
 
-Hydra finds a config group only as a folder named after the group under a search-path root, and the recipes are a
-top-level folder of their own, so `register_recipes` stores every `recipes/NAME.yaml` in Hydra's ConfigStore as
-group `recipe`, option NAME, package `_global_` (what the files' `# @package _global_` header says), before any
-config is composed. That resolves the same in a checkout, an editable install and a wheel. A user adds recipes of
-their own through Hydra's search path, `hydra.searchpath=[file:///my/configs]` with `recipe/NAME.yaml` inside:
-file sources are searched before the ConfigStore, so their file wins over a stored recipe of the same name.
+`register_configs` fills the ConfigStore before anything is composed:
+- the schema `train_schema` (`schema.TrainConfig`), the first entry of `conf/train.yaml`'s defaults list, which
+  types every key (docs/training.md, "Configs and their schema");
+- every `recipes/NAME.yaml` as group `recipe`, option NAME, package `_global_` (what the files' `# @package
+  _global_` header says). Hydra finds a config group only as a folder named after the group under a search-path
+  root, and the recipes are a top-level folder of their own; stored this way they resolve the same in a checkout,
+  an editable install and a wheel. A user adds recipes of their own through Hydra's search path,
+  `hydra.searchpath=[file:///my/configs]` with `recipe/NAME.yaml` inside: file sources are searched before the
+  ConfigStore, so their file wins over a stored recipe of the same name.
 """
 
 from __future__ import annotations
 
 import importlib.resources
+import logging
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig
 
-from animatex_pp.data.clips import ClipConfig
+from animatex_pp.training.distributed import launcher_rank, wait_for_path
+from animatex_pp.training.schema import Mode, TrainConfig
+
+logger = logging.getLogger("animatex_pp.training")
 
 CONFIG_NAME = "train"
+SCHEMA_NAME = "train_schema"
 RECIPE_GROUP = "recipe"
 
 
@@ -55,12 +63,13 @@ def recipe_names() -> list[str]:
     return sorted(path.stem for path in recipes_dir().glob("*.yaml"))
 
 
-def register_recipes() -> None:
-    """Store every recipe in Hydra's ConfigStore as `recipe=NAME` (package `_global_`); idempotent."""
+def register_configs() -> None:
+    """Store the schema and every recipe in Hydra's ConfigStore; idempotent."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
     store = ConfigStore.instance()
+    store.store(name=SCHEMA_NAME, node=TrainConfig)
     for path in sorted(recipes_dir().glob("*.yaml")):
         store.store(group=RECIPE_GROUP, name=path.stem, node=OmegaConf.load(path), package="_global_")
 
@@ -70,12 +79,24 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     (without Hydra's run folder: give `run_dir=...`)."""
     from hydra import compose, initialize_config_dir
 
-    register_recipes()
+    register_configs()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         return compose(CONFIG_NAME, overrides=list(overrides))
 
 
-def clip_config(data: dict[str, Any], seed: int) -> ClipConfig:
-    """The `data.clips` section as the datasets take it (buckets as tuples), with the seed of their draws."""
-    clips = data["clips"]
-    return ClipConfig(**{**clips, "buckets": tuple(tuple(bucket) for bucket in clips["buckets"])}, seed=seed)
+def prepare_data(cfg: DictConfig) -> None:
+    """Run the config's data step, `data.prepare` (a Hydra `_target_` call that makes the training data when it is
+    missing; `data=synthx` builds SynthX), before `train(cfg)`. `animatex-pp train` calls this; `train` never does.
+
+    Under a launcher (torchrun, deepspeed) only rank 0 runs it; the other ranks wait for the metadata file it writes
+    (a run on a precompute cache reads no metadata: they go on at once).
+    """
+    from hydra.utils import call
+
+    if cfg.mode != Mode.train or cfg.data.get("prepare") is None:
+        return
+    if launcher_rank() == 0:
+        call(cfg.data.prepare)
+    elif not cfg.data.cache:
+        logger.info("waiting for rank 0's data step to write %s", cfg.data.metadata)
+        wait_for_path(Path(cfg.data.metadata), "data.metadata, which rank 0's data step (data.prepare) writes")

@@ -11,10 +11,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
+
+from animatex_pp.training.schema import DeepSpeedConfig
 
 # The environment variables `init_world` set itself (none when a launcher made the world).
 _OWN_WORLD: dict[str, str] = {}
@@ -35,6 +39,20 @@ class World:
 def launched_externally() -> bool:
     """True when a launcher (torchrun, deepspeed, the elastic agent) has set up this process's world."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def launcher_rank() -> int:
+    """This process's rank as its launcher set it (0 without a launcher), readable before the world is joined."""
+    return int(os.environ["RANK"]) if launched_externally() else 0
+
+
+def wait_for_path(path: Path, what: str, timeout_s: float = 3600.0) -> None:
+    """Block until `path` exists (another rank is making it); a TimeoutError naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout_s:.0f} s for {path} ({what}): see rank 0's output for why")
+        time.sleep(1.0)
 
 
 def _free_port() -> int:
@@ -98,35 +116,29 @@ def available_processes() -> int:
     return os.cpu_count() or 1
 
 
-def bf16_enabled(setting: str | bool, device: torch.device) -> bool:
-    if setting == "auto":
+def bf16_enabled(setting: str, device: torch.device) -> bool:
+    """`deepspeed.bf16`: auto (on CUDA when the GPU supports it), true or false."""
+    if setting.lower() == "auto":
         return device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return bool(setting)
+    return setting.lower() == "true"
 
 
-def deepspeed_config(ds_cfg: dict[str, Any], batch_size: int, device: torch.device) -> dict[str, Any]:
-    """The DeepSpeed config dict for the `deepspeed` config group."""
-    stage = ds_cfg["stage"]
-    if stage not in (0, 1, 2, 3):
-        raise ValueError(f"deepspeed.stage must be 0, 1, 2 or 3, got {stage}")
-    if ds_cfg.get("offload_param") and stage != 3:
-        raise ValueError("deepspeed.offload_param needs ZeRO stage 3: use deepspeed=zero3_offload")
-    if ds_cfg.get("offload_optimizer") and stage == 0:
-        raise ValueError("deepspeed.offload_optimizer needs ZeRO stage 1 to 3: use deepspeed=zero2_offload")
-    zero: dict[str, Any] = {"stage": stage}
-    if ds_cfg.get("offload_optimizer"):
+def deepspeed_config(ds: DeepSpeedConfig, batch_size: int, device: torch.device) -> dict[str, Any]:
+    """The DeepSpeed config dict for the `deepspeed` config group (its combinations are checked by the schema)."""
+    zero: dict[str, Any] = {"stage": ds.stage}
+    if ds.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": device.type == "cuda"}
-    if ds_cfg.get("offload_param"):
+    if ds.offload_param:
         zero["offload_param"] = {"device": "cpu", "pin_memory": device.type == "cuda"}
-    if stage == 3:
+    if ds.stage == 3:
         # export gathers the weights itself; no 16-bit copy of the whole model on every save
         zero["stage3_gather_16bit_weights_on_model_save"] = False
     return {
         "train_micro_batch_size_per_gpu": batch_size,
-        "gradient_accumulation_steps": ds_cfg.get("gradient_accumulation_steps", 1),
-        "gradient_clipping": ds_cfg.get("gradient_clipping", 0.0) or 0.0,
+        "gradient_accumulation_steps": ds.gradient_accumulation_steps,
+        "gradient_clipping": ds.gradient_clipping,
         "zero_optimization": zero,
-        "bf16": {"enabled": bf16_enabled(ds_cfg.get("bf16", "auto"), device)},
+        "bf16": {"enabled": bf16_enabled(ds.bf16, device)},
         # a torch optimizer is passed in; with CPU offload DeepSpeed would otherwise insist on its own CPU Adam
         "zero_force_ds_cpu_optimizer": False,
         "zero_allow_untested_optimizer": True,

@@ -22,8 +22,6 @@ EMA_FILE = "ema.safetensors"
 
 class TrainableEMA:
     def __init__(self, model: torch.nn.Module, decay: float):
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"trainer.ema.decay must be in (0, 1), got {decay}")
         self.names = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
         self.parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
         self.ema = EMAModel(self.parameters, decay=decay)

@@ -1,9 +1,11 @@
-"""The model side of training: the pipeline whose encoders make the inputs, and the transformer's trainable part.
+"""The model side of training: the pipeline whose encoders make the inputs, the transformer's trainable part, and
+the optimizer over it.
 
-Partial-parameter training (DESIGN §5.2): peft LoRA on the DiT modules a name pattern selects (official: q, k, v,
-o of self- and cross-attention and both FFN linears), the pose streams trained in full, any further modules a
-pattern selects trained in full, everything else frozen. Parameter groups take their own learning rates by name
-pattern (Animate-X trains its IPI at 5e-7 and the rest at 5e-5), and `trainable_table` prints what trains.
+Partial-parameter training (docs/training.md, "Partial-parameter training"): peft LoRA on the DiT modules a name
+pattern selects (official: q, k, v, o of self- and cross-attention and both FFN linears), the pose streams trained
+in full, any further modules a pattern selects trained in full, everything else frozen. Parameter groups take their
+own learning rates by name pattern (Animate-X trains its IPI at 5e-7 and the rest at 5e-5), and `trainable_table`
+prints what trains.
 """
 
 from __future__ import annotations
@@ -14,44 +16,51 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from diffusers.optimization import get_scheduler
 from peft import LoraConfig
 
 from animatex_pp.models.transformer import AnimateXTransformer3DModel
 from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
+from animatex_pp.training.schema import (
+    AdapterConfig,
+    ModelConfig,
+    ModelSource,
+    OptimConfig,
+    ParamGroupConfig,
+    WeightDtype,
+)
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-MODEL_SOURCES = ("tiny", "pretrained")
+DTYPES = {WeightDtype.fp32: torch.float32, WeightDtype.bf16: torch.bfloat16, WeightDtype.fp16: torch.float16}
 
 
-def build_pipeline(model_cfg: Mapping[str, Any]) -> AnimateXPipeline:
-    """The tiny in-process pipeline (`source: tiny`) or a pipeline folder (`source: pretrained`, `path`)."""
-    source = model_cfg["source"]
-    overrides = dict(model_cfg.get("transformer") or {})
-    if source == "tiny":
+def build_pipeline(model: ModelConfig | Mapping[str, Any]) -> AnimateXPipeline:
+    """The tiny in-process pipeline (`source: tiny`) or a pipeline folder (`source: pretrained`, `path`), from the
+    `model` config section (or the same section as a dict)."""
+    if isinstance(model, Mapping):
+        model = ModelConfig(**model)
+    if ModelSource(model.source) == ModelSource.tiny:
         from animatex_pp.testing import tiny_components
 
-        components = tiny_components(seed=model_cfg.get("init_seed", 0), **overrides)
-        if model_cfg.get("path"):
+        components = tiny_components(seed=model.init_seed, **model.transformer)
+        if model.path:
             # a SynthX VAE (or any other component folder) replaces the random one
             from diffusers import AutoencoderKLWan
 
-            components["vae"] = AutoencoderKLWan.from_pretrained(model_cfg["path"], subfolder="vae")
+            components["vae"] = AutoencoderKLWan.from_pretrained(model.path, subfolder="vae")
         return AnimateXPipeline(**components)
-    if source != "pretrained":
-        raise ValueError(f"model.source must be one of {', '.join(MODEL_SOURCES)}, got {source!r}")
-    if overrides:
+    if model.transformer:
         raise ValueError(
-            f"model.transformer overrides {sorted(overrides)} apply to a tiny model; a pretrained one keeps its config"
+            f"model.transformer overrides {sorted(model.transformer)} apply to a tiny model; a pretrained one keeps "
+            "its config"
         )
-    dtype = DTYPES[model_cfg.get("dtype", "fp32")]
     # The VAE and the CLIPs stay in float32, as the pipeline runs them.
     return AnimateXPipeline.from_pretrained(
-        model_cfg["path"],
+        model.path,
         dtype={
             "vae": torch.float32,
             "image_encoder": torch.float32,
             "motion_encoder": torch.float32,
-            "default": dtype,
+            "default": DTYPES[WeightDtype(model.dtype)],
         },
     )
 
@@ -68,36 +77,32 @@ class ParamGroup:
         return sum(parameter.numel() for parameter in self.parameters)
 
 
-def apply_adapters(
-    transformer: AnimateXTransformer3DModel,
-    lora: Mapping[str, Any] | None,
-    train_streams: bool,
-    train_patterns: Sequence[str],
-) -> None:
-    """Freeze the transformer, add LoRA where `lora.target_modules` matches, unfreeze streams and patterns."""
+def apply_adapters(transformer: AnimateXTransformer3DModel, adapter: AdapterConfig) -> None:
+    """Freeze the transformer, add LoRA where `adapter.lora.target_modules` matches, unfreeze streams and patterns."""
     transformer.requires_grad_(False)
-    if lora:
+    lora = adapter.lora
+    if lora is not None:
         config = LoraConfig(
-            r=lora["rank"],
-            lora_alpha=lora["alpha"],
-            lora_dropout=lora.get("dropout", 0.0),
-            target_modules=lora["target_modules"],
+            r=lora.rank,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
             init_lora_weights=True,
         )
         try:
             transformer.add_adapter(config)
         except ValueError as error:
             raise ValueError(
-                f"adapter.lora.target_modules {lora['target_modules']!r} matches no module of the transformer "
+                f"adapter.lora.target_modules {lora.target_modules!r} matches no module of the transformer "
                 f"({error}): use module names such as blocks.0.attn1.to_q"
             ) from None
         for name, parameter in transformer.named_parameters():
             if "lora_" in name:
                 parameter.requires_grad_(True)
-    if train_streams:
+    if adapter.train_streams:
         for parameter in transformer.stream_parameters():
             parameter.requires_grad_(True)
-    for pattern in train_patterns:
+    for pattern in adapter.train_patterns:
         regex = re.compile(pattern)
         matched = [parameter for name, parameter in transformer.named_parameters() if regex.search(name)]
         if not matched:
@@ -109,10 +114,10 @@ def apply_adapters(
 
 
 def param_groups(
-    transformer: torch.nn.Module, groups: Sequence[Mapping[str, Any]], default_lr: float
+    transformer: torch.nn.Module, groups: Sequence[ParamGroupConfig], default_lr: float
 ) -> list[ParamGroup]:
     """Trainable parameters split by name pattern (first match wins); the rest form group `other` at `default_lr`."""
-    compiled = [(group["name"], re.compile(group["pattern"]), group.get("lr") or default_lr) for group in groups]
+    compiled = [(group.name, re.compile(group.pattern), group.lr or default_lr) for group in groups]
     members: dict[str, list[tuple[str, torch.nn.Parameter]]] = {name: [] for name, _, _ in compiled}
     members["other"] = []
     for name, parameter in transformer.named_parameters():
@@ -126,6 +131,23 @@ def param_groups(
         for name, params in members.items()
         if params
     ]
+
+
+def build_optimizer(
+    groups: Sequence[ParamGroup], optim: OptimConfig, max_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW over the parameter groups, each at its rate, and diffusers' schedule `optim.scheduler` over `max_steps`
+    optimizer steps (DeepSpeed steps it once per optimizer step)."""
+    optimizer = torch.optim.AdamW(
+        [{"params": list(group.parameters), "lr": group.lr, "name": group.name} for group in groups],
+        betas=tuple(optim.betas),
+        weight_decay=optim.weight_decay,
+        eps=optim.eps,
+    )
+    scheduler = get_scheduler(
+        optim.scheduler, optimizer, num_warmup_steps=optim.warmup_steps, num_training_steps=max_steps
+    )
+    return optimizer, scheduler
 
 
 def trainable_table(transformer: torch.nn.Module, groups: Sequence[ParamGroup]) -> str:

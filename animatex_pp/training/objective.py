@@ -19,13 +19,18 @@ NUM_TRAIN_TIMESTEPS = 1000
 WEIGHTING_SCHEMES = ("logit_normal", "mode", "uniform", "sigma_sqrt", "cosmap")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class FlowObjective:
+    """The objective's settings (`trainer.objective`, a config node of the training schema) and its maths."""
+
+    # the σ density (logit_normal | mode | uniform), or a loss weighting over uniform σ (sigma_sqrt | cosmap)
     weighting_scheme: str = "logit_normal"
     logit_mean: float = 0.0
     logit_std: float = 1.0
     mode_scale: float = 1.29
+    # Wan's sampler shift (5 for Wan2.1 I2V)
     shift: float = 5.0
+    # the first latent frame is given by the I2V condition: its loss weight (0 leaves it out)
     first_frame_weight: float = 1.0
 
     def __post_init__(self) -> None:

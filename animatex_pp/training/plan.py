@@ -1,4 +1,4 @@
-"""`mode=plan`: what a run would train and the GPU memory its model states need, without any weights (DESIGN §5.2).
+"""`mode=plan`: what a run would train and the GPU memory its model states need, without any weights.
 
 The transformer is built on the meta device (nothing allocated) from what training would load: the tiny preset
 with `model.transformer` overrides, a pipeline folder's `transformer/config.json`, or, when that folder does not
@@ -25,27 +25,22 @@ from typing import Any
 
 import torch
 
-from animatex_pp.data.clips import TEMPORAL_COMPRESSION
 from animatex_pp.io.files import atomic_output
 from animatex_pp.models.transformer import AnimateXTransformer3DModel, count_parameters
-from animatex_pp.training.distributed import deepspeed_config
-from animatex_pp.training.model import MODEL_SOURCES, apply_adapters, param_groups, trainable_table
+from animatex_pp.pipelines.geometry import VaeFactors
+from animatex_pp.training.model import apply_adapters, param_groups, trainable_table
+from animatex_pp.training.schema import ModelConfig, ModelSource, TrainConfig
 
 PLAN_FILE = "plan.json"
-# Wan's VAE: one latent pixel per 8 x 8 pixels.
-SPATIAL_COMPRESSION = 8
 # The 16-bit weights and activations DeepSpeed's estimates assume (bf16 on GPU).
 HALF_BYTES = 2
 GIB = 2**30
 
 
-def build_meta_transformer(model_cfg: Mapping[str, Any]) -> tuple[AnimateXTransformer3DModel, str]:
+def build_meta_transformer(model: ModelConfig) -> tuple[AnimateXTransformer3DModel, str]:
     """The transformer training would build, on the meta device, and where its config came from."""
-    source = model_cfg["source"]
-    overrides = dict(model_cfg.get("transformer") or {})
-    if source not in MODEL_SOURCES:
-        raise ValueError(f"model.source must be one of {', '.join(MODEL_SOURCES)}, got {source!r}")
-    if source == "tiny":
+    overrides = dict(model.transformer)
+    if model.source == ModelSource.tiny:
         with torch.device("meta"):
             transformer = AnimateXTransformer3DModel.from_preset("tiny", **overrides)
         return transformer, f"preset tiny {overrides or ''}".strip()
@@ -53,7 +48,7 @@ def build_meta_transformer(model_cfg: Mapping[str, Any]) -> tuple[AnimateXTransf
         raise ValueError(
             f"model.transformer overrides {sorted(overrides)} apply to a tiny model; a pretrained one keeps its config"
         )
-    folder = Path(model_cfg["path"]) if model_cfg.get("path") else None
+    folder = Path(model.path) if model.path else None
     if folder is not None and folder.exists():
         config_file = folder / "transformer" / "config.json"
         if not config_file.is_file():
@@ -63,12 +58,19 @@ def build_meta_transformer(model_cfg: Mapping[str, Any]) -> tuple[AnimateXTransf
                 AnimateXTransformer3DModel.load_config(config_file.parent)
             )
         return transformer, str(config_file)
-    preset = model_cfg.get("preset")
-    if not preset:
+    if not model.preset:
         raise ValueError(f"no pipeline folder at model.path={folder}: give the folder's path, or model.preset=NAME")
     with torch.device("meta"):
-        transformer = AnimateXTransformer3DModel.from_preset(preset)
-    return transformer, f"preset {preset} (no pipeline folder at {folder})"
+        transformer = AnimateXTransformer3DModel.from_preset(model.preset)
+    return transformer, f"preset {model.preset} (no pipeline folder at {folder})"
+
+
+def vae_factors(model: ModelConfig) -> VaeFactors:
+    """The factors of the VAE training would load: its folder's config when `model.path` has one, else Wan's."""
+    config_file = Path(model.path) / "vae" / "config.json" if model.path else None
+    if config_file is not None and config_file.is_file():
+        return VaeFactors.from_config(json.loads(config_file.read_text()))
+    return VaeFactors()
 
 
 def zero_estimate(
@@ -131,22 +133,19 @@ def zero_estimate(
     }
 
 
-def activation_side(config: Mapping[str, Any], model_config: Mapping[str, Any]) -> dict[str, Any]:
+def activation_side(config: TrainConfig, model_config: Mapping[str, Any]) -> dict[str, Any]:
     """Tokens per sample for every bucket, and the hidden states all blocks keep for backward at the largest one."""
-    clips = config["data"]["clips"]
+    clips = config.data.clips
+    factors = vae_factors(config.model)
     patch_t, patch_h, patch_w = model_config["patch_size"]
-    latent_frames = (clips["num_frames"] - 1) // TEMPORAL_COMPRESSION + 1
-    grid = {
-        f"{height}x{width}": (
-            latent_frames // patch_t,
-            height // SPATIAL_COMPRESSION // patch_h,
-            width // SPATIAL_COMPRESSION // patch_w,
-        )
-        for height, width in clips["buckets"]
-    }
+    latent_frames = factors.latent_frames(clips.num_frames)
+    grid = {}
+    for height, width in clips.buckets:
+        latent_height, latent_width = factors.latent_size(height, width)
+        grid[f"{height}x{width}"] = (latent_frames // patch_t, latent_height // patch_h, latent_width // patch_w)
     tokens = {bucket: frames * rows * columns for bucket, (frames, rows, columns) in grid.items()}
     width = model_config["num_attention_heads"] * model_config["attention_head_dim"]
-    kept = config["data"]["batch_size"] * max(tokens.values()) * width * HALF_BYTES * model_config["num_layers"]
+    kept = config.data.batch_size * max(tokens.values()) * width * HALF_BYTES * model_config["num_layers"]
     return {
         "latent_frames": latent_frames,
         "token_grid": grid,
@@ -161,25 +160,22 @@ def _gib(size: int) -> str:
     return f"{size / GIB:,.2f} GiB"
 
 
-def plan(config: dict[str, Any]) -> dict[str, Any]:
+def plan(config: TrainConfig) -> dict[str, Any]:
     """Print the trainable-parameter table and the memory estimate of the run `config` describes; write and return
-    them (also as `plan.json` in `run_dir`)."""
-    ds, adapter = config["deepspeed"], config["adapter"]
-    # Refuses a stage / offload combination training would refuse, with the same message.
-    deepspeed_config(ds, config["data"]["batch_size"], torch.device("cpu"))
-    transformer, origin = build_meta_transformer(config["model"])
+    them (also as `plan.json` in `run_dir`). The config's own checks have refused what training would refuse."""
+    ds = config.deepspeed
+    transformer, origin = build_meta_transformer(config.model)
     architecture = count_parameters(transformer)
     # peft builds LoRA layers on the default device before moving them beside their base layer: on the meta device
     # that allocates nothing (else 2.4 GB for the 14B model's rank-128 LoRA, and seconds of random initialisation).
     with torch.device("meta"):
-        apply_adapters(transformer, adapter.get("lora"), adapter["train_streams"], adapter.get("train_patterns", []))
-    groups = param_groups(transformer, adapter.get("param_groups", []), config["optim"]["lr"])
+        apply_adapters(transformer, config.adapter)
+    groups = param_groups(transformer, config.adapter.param_groups, config.optim.lr)
     total = sum(parameter.numel() for parameter in transformer.parameters())
     trainable = sum(group.count for group in groups)
     largest_layer = max(sum(p.numel() for p in module.parameters(recurse=False)) for module in transformer.modules())
-    gpus = config["trainer"]["num_processes"]
-    memory = zero_estimate(ds["stage"], bool(ds.get("offload_optimizer")), bool(ds.get("offload_param")), total,
-                           trainable, largest_layer, gpus)  # fmt: skip
+    gpus = config.trainer.num_processes
+    memory = zero_estimate(ds.stage, ds.offload_optimizer, ds.offload_param, total, trainable, largest_layer, gpus)
     activations = activation_side(config, transformer.config)
     result = {
         "mode": "plan",
@@ -203,7 +199,7 @@ def plan(config: dict[str, Any]) -> dict[str, Any]:
         f"plan: transformer from {origin}, built on the meta device (no weights)\n"
         f"parameters: {total:,} total, {trainable:,} trainable ({trainable / total:.2%})\n"
         f"{trainable_table(transformer, groups)}\n\n"
-        f"ZeRO-{ds['stage']} on {gpus} GPU(s) of one node, model states, from {memory['estimator']} (it assumes "
+        f"ZeRO-{ds.stage} on {gpus} GPU(s) of one node, model states, from {memory['estimator']} (it assumes "
         f"every parameter trains):\n{memory['table']}\n"
         f"configured ({memory['options']}): {_gib(memory['per_gpu_bytes'])} per GPU, "
         f"{_gib(memory['per_cpu_bytes'])} CPU\n"
@@ -211,9 +207,9 @@ def plan(config: dict[str, Any]) -> dict[str, Any]:
         f"frozen ones as 16-bit weights): {_gib(memory['adapter_per_gpu_bytes'])} per GPU\n"
         f"activations: not estimated; tokens per sample: {tokens} ({activations['latent_frames']} latent frames); "
         f"the block inputs kept for backward alone take at least {_gib(activations['block_inputs_bytes_per_gpu'])} "
-        f"per GPU at batch {config['data']['batch_size']}",
+        f"per GPU at batch {config.data.batch_size}",
         flush=True,
     )
-    with atomic_output(Path(config["run_dir"]) / PLAN_FILE) as temporary:
+    with atomic_output(Path(config.run_dir) / PLAN_FILE) as temporary:
         temporary.write_text(json.dumps(result, indent=1))
     return result

@@ -1,7 +1,7 @@
-"""One training step's loss: condition dropout, the pose streams (or their zero stand-in), the flow objective.
+"""One micro-step's loss: condition dropout, the pose streams (or their zero stand-in), the flow objective.
 
-Every random draw (σ, noise, dropout) comes from `animatex_pp.data.randomness` keyed by `(seed, step, rank)`, so a
-resumed run repeats the interrupted one exactly.
+Every random draw (σ, noise, dropout) comes from `animatex_pp.data.randomness` keyed by `(seed, micro-step, rank)`,
+so a resumed run repeats the interrupted one exactly.
 
 A ti2v step has no pose, yet every trainable pose-stream parameter must still get a gradient: ZeRO-2/3 reduce
 gradients in buckets and wait for every parameter's, so a parameter left out of the graph stalls or breaks the
@@ -17,16 +17,20 @@ import torch
 
 from animatex_pp.data.randomness import torch_generator
 from animatex_pp.models.transformer import AnimateXTransformer3DModel, PoseConditions
+from animatex_pp.pipelines.geometry import VaeFactors
 from animatex_pp.training.objective import FlowObjective
 
 NUM_KEYPOINTS = 18
 # The I2V condition is 4 mask channels then the reference's latent; image dropout zeroes the latent, keeps the mask.
 CONDITION_MASK_CHANNELS = 4
+# Wan's VAE (4 frames and 8 x 8 pixels per latent pixel): the factors of a pipeline that does not say otherwise.
+WAN_FACTORS = VaeFactors()
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class ConditionDropout:
-    """Per-sample chances of training without a condition (UniAnimate-DiT: pose 5%, image 10%)."""
+    """Per-sample chances of training without a condition (`trainer.dropout`; UniAnimate-DiT: pose 5%, image 10%;
+    text dropout trains the unconditional branch for classifier-free guidance)."""
 
     pose: float = 0.05
     image: float = 0.1
@@ -49,9 +53,13 @@ def _scaled(conditions: PoseConditions, scale: torch.Tensor) -> PoseConditions:
 
 
 def pose_conditions(
-    model: AnimateXTransformer3DModel, inputs: dict[str, torch.Tensor], keep: torch.Tensor
+    model: AnimateXTransformer3DModel,
+    inputs: dict[str, torch.Tensor],
+    keep: torch.Tensor,
+    factors: VaeFactors = WAN_FACTORS,
 ) -> PoseConditions:
-    """The streams' outputs for a batch, times `keep` (B,); zero inputs (and keep = 0) for a batch without pose."""
+    """The streams' outputs for a batch, times `keep` (B,); zero inputs (and keep = 0) for a batch without pose,
+    sized from the latent by the factors of the VAE that made it."""
     latents = inputs["latents"]
     batch_size, _, latent_frames, latent_height, latent_width = latents.shape
     streams = model.streams()
@@ -62,8 +70,8 @@ def pose_conditions(
             given["driving_image_embeds"] = inputs["driving_embeds"]
     else:
         keep = torch.zeros_like(keep)
-        frames = (latent_frames - 1) * 4 + 1
-        height, width = latent_height * 8, latent_width * 8
+        frames = factors.pixel_frames(latent_frames)
+        height, width = factors.pixel_size(latent_height, latent_width)
         given = {
             "pose_video": latents.new_zeros(batch_size, 3, frames, height, width),
             "reference_pose": latents.new_zeros(batch_size, 3, height, width),
@@ -82,45 +90,47 @@ def pose_conditions(
     return _scaled(model.encode_pose_conditions(**arguments, batch_size=batch_size), keep)
 
 
-def training_loss(
-    engine,
-    model: AnimateXTransformer3DModel,
-    inputs: dict[str, torch.Tensor],
-    objective: FlowObjective,
-    dropout: ConditionDropout,
-    seed: int,
-    step: int,
-    rank: int,
-) -> torch.Tensor:
-    """The mean loss of one batch of model inputs (`animatex_pp.data.encode`).
+@dataclasses.dataclass(frozen=True)
+class TrainingLoss:
+    """The loss of one micro-batch of model inputs (`animatex_pp.data.encode`), its draws keyed by the run's seed,
+    the micro-step and the rank."""
 
-    `engine` is what runs the forward (the DeepSpeed engine, or the model itself); `model` the module it wraps,
-    whose stream encoders run first.
-    """
-    latents = inputs["latents"]
-    batch_size = latents.shape[0]
-    dtype = next(model.parameters()).dtype
-    sigmas = objective.sample_sigmas(batch_size, torch_generator(seed, "sigma", step, rank)).to(latents.device)
-    noise = torch.randn(latents.shape, generator=torch_generator(seed, "noise", step, rank)).to(latents)
-    draws = torch.rand(3, batch_size, generator=torch_generator(seed, "dropout", step, rank)).to(latents.device)
-    keep_pose = (draws[0] >= dropout.pose).float()
-    keep_image = (draws[1] >= dropout.image).float()
-    keep_text = (draws[2] >= dropout.text).float()
+    objective: FlowObjective
+    dropout: ConditionDropout
+    seed: int
+    factors: VaeFactors = WAN_FACTORS
 
-    condition = inputs["condition"].clone()
-    # (B,) -> (B, 1, 1, 1, 1)
-    condition[:, CONDITION_MASK_CHANNELS:] *= keep_image.view(-1, 1, 1, 1, 1)
-    # (B, 16, F, h, w) ++ (B, 20, F, h, w) -> (B, 36, F, h, w), as Wan I2V feeds its DiT
-    hidden_states = torch.cat([objective.noisy(latents, noise, sigmas), condition], dim=1).to(dtype)
-    image_embeds = inputs.get("image_embeds")
-    if image_embeds is not None:
-        image_embeds = (image_embeds * keep_image.view(-1, 1, 1)).to(dtype)
-    prediction = engine(
-        hidden_states=hidden_states,
-        timestep=objective.timesteps(sigmas),
-        encoder_hidden_states=(inputs["prompt_embeds"] * keep_text.view(-1, 1, 1)).to(dtype),
-        encoder_hidden_states_image=image_embeds,
-        pose_conditions=pose_conditions(model, inputs, keep_pose),
-        return_dict=False,
-    )[0]
-    return objective.loss(prediction, latents, noise, sigmas).mean()
+    def __call__(
+        self, engine, model: AnimateXTransformer3DModel, inputs: dict[str, torch.Tensor], micro_step: int, rank: int
+    ) -> torch.Tensor:
+        """`engine` runs the forward (the DeepSpeed engine, or the model itself); `model` is the module it wraps,
+        whose stream encoders run first."""
+        objective, dropout = self.objective, self.dropout
+        latents = inputs["latents"]
+        batch_size = latents.shape[0]
+        dtype = next(model.parameters()).dtype
+        key = (micro_step, rank)
+        sigmas = objective.sample_sigmas(batch_size, torch_generator(self.seed, "sigma", *key)).to(latents.device)
+        noise = torch.randn(latents.shape, generator=torch_generator(self.seed, "noise", *key)).to(latents)
+        draws = torch.rand(3, batch_size, generator=torch_generator(self.seed, "dropout", *key)).to(latents.device)
+        keep_pose = (draws[0] >= dropout.pose).float()
+        keep_image = (draws[1] >= dropout.image).float()
+        keep_text = (draws[2] >= dropout.text).float()
+
+        condition = inputs["condition"].clone()
+        # (B,) -> (B, 1, 1, 1, 1)
+        condition[:, CONDITION_MASK_CHANNELS:] *= keep_image.view(-1, 1, 1, 1, 1)
+        # (B, 16, F, h, w) ++ (B, 20, F, h, w) -> (B, 36, F, h, w), as Wan I2V feeds its DiT
+        hidden_states = torch.cat([objective.noisy(latents, noise, sigmas), condition], dim=1).to(dtype)
+        image_embeds = inputs.get("image_embeds")
+        if image_embeds is not None:
+            image_embeds = (image_embeds * keep_image.view(-1, 1, 1)).to(dtype)
+        prediction = engine(
+            hidden_states=hidden_states,
+            timestep=objective.timesteps(sigmas),
+            encoder_hidden_states=(inputs["prompt_embeds"] * keep_text.view(-1, 1, 1)).to(dtype),
+            encoder_hidden_states_image=image_embeds,
+            pose_conditions=pose_conditions(model, inputs, keep_pose, self.factors),
+            return_dict=False,
+        )[0]
+        return objective.loss(prediction, latents, noise, sigmas).mean()

@@ -1,4 +1,5 @@
-"""Validation media during training: held-out clips through `AnimateXPipeline` every `validation.every` steps.
+"""Validation media during training: held-out clips through `AnimateXPipeline` every `validation.every` optimizer
+steps.
 
 Rank 0 takes `validation.num_samples` clips of `validation.metadata` (animation clips first, then ti2v), each cut
 at one fixed window (the dataset's own draw for key (0, 0, index) under `validation.seed`), and generates them with
@@ -37,8 +38,9 @@ from animatex_pp.io.files import atomic_directory
 from animatex_pp.io.preview import SheetRow, as_uint8_video, clip_sheet, preview_frames, stack_sheets
 from animatex_pp.io.video import write_video
 from animatex_pp.pipelines.conditioning import prepare_pose
-from animatex_pp.training.checkpoint import gathered_state, materialize, tag_for
-from animatex_pp.training.config import clip_config
+from animatex_pp.training.checkpoint import tag_for
+from animatex_pp.training.export import gathered_state, materialize
+from animatex_pp.training.schema import TrainConfig, ValidationConfig
 
 logger = logging.getLogger("animatex_pp.training")
 
@@ -46,26 +48,14 @@ VALIDATION_FOLDER = "validation"
 SHEET_FILE = "contact_sheet.png"
 
 
-def check_validation(validation: dict[str, Any]) -> None:
-    """Refuse a validation config that could not run, naming the option (before any clip is read)."""
-    if not validation.get("metadata"):
-        raise ValueError(
-            "validation needs clips with videos: give validation.metadata=PATH (a .jsonl/.csv of held-out clips), "
-            "or validation=none"
-        )
-    for name in ("num_samples", "num_inference_steps"):
-        if not isinstance(validation[name], int) or validation[name] < 1:
-            raise ValueError(f"validation.{name} must be a positive integer, got {validation[name]!r}")
-
-
-def write_validation(pipeline, model: torch.nn.Module, config: dict[str, Any], step: int, is_main: bool,
+def write_validation(pipeline, model: torch.nn.Module, config: TrainConfig, step: int, is_main: bool,
                      writer=None) -> list[Path]:  # fmt: skip
-    """Generate the validation clips with `model`'s current weights and write their media (called on every rank).
+    """Generate the validation clips with `model`'s current weights and write their media (called on every rank);
+    `step` counts optimizer steps, `writer` is TensorBoard's (or None).
 
     Returns the files written: the MP4s and the contact sheet on rank 0, [] on the other ranks.
     """
-    validation = config["validation"]
-    check_validation(validation)
+    validation = config.validation
     started = time.perf_counter()
     if any(hasattr(parameter, "ds_id") for parameter in model.parameters()):
         state = gathered_state(model, trainable_only=False, is_main=is_main)
@@ -82,9 +72,9 @@ def write_validation(pipeline, model: torch.nn.Module, config: dict[str, Any], s
     indices = [index for task in ("animation", "ti2v") for index, name in enumerate(dataset.tasks) if name == task]
     with _evaluating(transformer), _on_device(pipe, _device()):
         clips = [_generate(pipe, dataset, index, position, validation) for position, index in
-                 enumerate(indices[: validation["num_samples"]])]  # fmt: skip
+                 enumerate(indices[: validation.num_samples])]  # fmt: skip
 
-    folder = Path(config["run_dir"]) / VALIDATION_FOLDER / tag_for(step)
+    folder = Path(config.run_dir) / VALIDATION_FOLDER / tag_for(step)
     folder.parent.mkdir(parents=True, exist_ok=True)
     sheet = validation_sheet(clips)
     with atomic_directory(folder) as temporary:
@@ -99,10 +89,10 @@ def write_validation(pipeline, model: torch.nn.Module, config: dict[str, Any], s
     return [folder / f"{clip['name']}.mp4" for clip in clips] + [folder / SHEET_FILE]
 
 
-def _dataset(config: dict[str, Any]) -> ClipDataset:
+def _dataset(config: TrainConfig) -> ClipDataset:
     """The validation clips, cut as training cuts them (`data.clips`), their windows drawn from `validation.seed`."""
-    validation = config["validation"]
-    return ClipDataset(load_metadata(validation["metadata"]), clip_config(config["data"], validation["seed"]))
+    validation = config.validation
+    return ClipDataset(load_metadata(validation.metadata), config.data.clips.clip_config(validation.seed))
 
 
 def _device() -> torch.device:
@@ -136,7 +126,7 @@ def _on_device(pipe, device: torch.device) -> Iterator[None]:
             modules[name].to(original)
 
 
-def _generate(pipe, dataset: ClipDataset, index: int, position: int, validation: dict[str, Any]) -> dict[str, Any]:
+def _generate(pipe, dataset: ClipDataset, index: int, position: int, validation: ValidationConfig) -> dict[str, Any]:
     """One clip through the pipeline: its uint8 frames and what its sheet block and MP4 show."""
     record = dataset.records[index]
     height, width = dataset.buckets[index]
@@ -154,9 +144,9 @@ def _generate(pipe, dataset: ClipDataset, index: int, position: int, validation:
         height=height,
         width=width,
         num_frames=num_frames,
-        num_inference_steps=validation["num_inference_steps"],
-        guidance_scale=validation["guidance_scale"],
-        generator=torch.Generator().manual_seed(validation["seed"]),
+        num_inference_steps=validation.num_inference_steps,
+        guidance_scale=validation.guidance_scale,
+        generator=torch.Generator().manual_seed(validation.seed),
         output_type="np",
     ).frames[0]
     output = as_uint8_video(output)

@@ -1,11 +1,11 @@
-"""`mode=plan`: parameter counts and DeepSpeed's memory estimate on the meta device, without weights or a world."""
+"""`mode=plan` (the one plan switch): parameter counts and DeepSpeed's memory estimate on the meta device, without
+weights or a world."""
 
 import json
 import math
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from animatex_pp.cli import main
 from animatex_pp.models.presets import get_preset
@@ -13,6 +13,7 @@ from animatex_pp.models.transformer import AnimateXTransformer3DModel
 from animatex_pp.training import train
 from animatex_pp.training.config import compose_config
 from animatex_pp.training.model import apply_adapters, param_groups
+from animatex_pp.training.schema import load_train_config
 
 PAPER = "recipe=animatex_pp_wan14b_480p"
 
@@ -84,10 +85,10 @@ def test_the_14b_recipe_plan_counts_wan_i2v_14b_and_a_small_lora(tmp_path, monke
 def test_the_tiny_plan_counts_what_training_builds(tmp_path):
     cfg = compose_config(["mode=plan", f"run_dir={tmp_path}"])
     result = train(cfg)
-    adapter = OmegaConf.to_container(cfg.adapter)
+    config = load_train_config(cfg)
     transformer = AnimateXTransformer3DModel.from_preset("tiny")  # on the CPU with its weights, as training builds it
-    apply_adapters(transformer, adapter["lora"], adapter["train_streams"], adapter["train_patterns"])
-    groups = param_groups(transformer, adapter["param_groups"], cfg.optim.lr)
+    apply_adapters(transformer, config.adapter)
+    groups = param_groups(transformer, config.adapter.param_groups, config.optim.lr)
     assert result["total_parameters"] == sum(parameter.numel() for parameter in transformer.parameters())
     assert result["groups"] == {group.name: {"tensors": len(group.names), "parameters": group.count, "lr": group.lr}
                                 for group in groups}  # fmt: skip
@@ -129,7 +130,8 @@ def test_the_plan_command_writes_plan_json(tmp_path, monkeypatch, capsys):
     assert '"adapter_per_gpu_gib": 5.96' in capsys.readouterr().out  # the command's summary of the returned numbers
 
 
-def test_trainer_plan_true_is_the_same_as_mode_plan(tmp_path, monkeypatch):
+def test_plan_mode_is_one_switch(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(["train", PAPER, "trainer.plan=true", f"hydra.run.dir={tmp_path / 'run'}"]) == 0
-    assert json.loads((tmp_path / "run" / "plan.json").read_text())["deepspeed"]["stage"] == 3
+    assert main(["train", PAPER, "trainer.plan=true", f"hydra.run.dir={tmp_path / 'run'}"]) == 1  # Hydra's refusal
+    assert "Key 'plan' not in 'TrainerConfig'" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "plan.json").exists()

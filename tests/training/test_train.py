@@ -1,21 +1,20 @@
-"""The trainer end to end on a tiny model: configs, a run, its outputs, refusals, non-finite losses."""
+"""The trainer end to end on a tiny model: a run and its outputs in optimizer steps, gradient accumulation, resume,
+refusals, non-finite losses, the learning-rate schedule, the EMA."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from diffusers.optimization import get_scheduler
 from safetensors.torch import load_file
 
 from animatex_pp.cli import main
 from animatex_pp.training import train
-from animatex_pp.training.config import compose_config, config_dir, recipes_dir
-
-GROUPS = ("model", "data", "task_mix", "adapter", "optim", "deepspeed", "trainer", "validation", "logger", "ablation")
+from animatex_pp.training.config import compose_config
+from animatex_pp.training.schema import load_train_config
+from animatex_pp.training.step import TrainingLoss
 
 
 def tiny_overrides(metadata: Path, run_dir: Path, *extra: str) -> list[str]:
@@ -25,28 +24,8 @@ def tiny_overrides(metadata: Path, run_dir: Path, *extra: str) -> list[str]:
             "logger=none", *extra]  # fmt: skip
 
 
-@pytest.mark.parametrize("group", GROUPS)
-def test_every_option_of_every_group_composes(group):
-    options = sorted(path.stem for path in (config_dir() / group).glob("*.yaml"))
-    assert options, group
-    for option in options:
-        cfg = compose_config([f"{group}={option}", "run_dir=/tmp/unused"])
-        assert cfg.trainer.max_steps >= 1
-
-
-def test_recipes_compose_with_their_header():
-    recipes = sorted(recipes_dir().glob("*.yaml"))
-    assert {path.stem for path in recipes} >= {"animatex_pp_wan14b_480p", "synthx_tiny", "synthx_ablation"}
-    for path in recipes:
-        lines = path.read_text().splitlines()
-        assert lines[0] == "# @package _global_"
-        assert any(line.startswith("# Launch:") for line in lines) and any(
-            line.startswith("# Override:") for line in lines
-        )
-        compose_config([f"recipe={path.stem}", "run_dir=/tmp/unused"])
-    paper = compose_config(["recipe=animatex_pp_wan14b_480p", "run_dir=/tmp/unused"])
-    assert paper.deepspeed.stage == 3 and paper.trainer.num_processes == 8 and paper.data.clips.num_frames == 81
-    assert paper.task_mix.weights.ti2v > 0 and paper.adapter.lora.rank == 128
+def rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "losses.jsonl").read_text().splitlines()]
 
 
 def test_synthx_tiny_recipe_runs_a_step(clip_folder, tmp_path):
@@ -64,10 +43,11 @@ def test_a_run_trains_checkpoints_and_exports_a_loadable_pipeline(clip_folder, t
     metrics = train(
         compose_config(tiny_overrides(clip_folder / "metadata.jsonl", run, "trainer.export.merge_lora=false"))
     )
-    assert metrics["steps"] == 4 and metrics["steps_animation"] + metrics["steps_ti2v"] == 4
+    assert metrics["steps"] == metrics["micro_steps"] == 4
+    assert metrics["micro_steps_animation"] + metrics["micro_steps_ti2v"] == 4
     assert json.loads((run / "metrics.json").read_text())["final_loss"] == metrics["final_loss"]
-    losses = [json.loads(line) for line in (run / "losses.jsonl").read_text().splitlines()]
-    assert [entry["step"] for entry in losses] == [0, 1, 2, 3]
+    assert [row["step"] for row in rows(run)] == [1, 2, 3, 4]
+    assert all(len(row["tasks"]) == 1 and row["micro_losses"] == [row["loss"]] for row in rows(run))
     assert json.loads((run / "checkpoints" / "latest.json").read_text())["tag"] == "step-00000004"
     assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == ["step-00000002", "step-00000004"]
     table = capsys.readouterr().out
@@ -99,6 +79,36 @@ def test_a_run_trains_checkpoints_and_exports_a_loadable_pipeline(clip_folder, t
     assert code == 0 and (tmp_path / "out.mp4").is_file()
 
 
+def test_gradient_accumulation_counts_optimizer_steps_everywhere_and_resumes_bit_identically(clip_folder, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    metadata = clip_folder / "metadata.jsonl"
+    accumulate = ["deepspeed.gradient_accumulation_steps=2", "trainer.export.enabled=false", "logger=tensorboard",
+                  "trainer.log_every=1", "optim.warmup_steps=2"]  # fmt: skip
+    whole = tmp_path / "whole"
+    metrics = train(compose_config(tiny_overrides(metadata, whole, *accumulate)))
+    assert (metrics["steps"], metrics["micro_steps"]) == (4, 8)
+    assert [row["step"] for row in rows(whole)] == [1, 2, 3, 4]
+    for row in rows(whole):
+        # one task per micro-step, each drawn by the sampler; the step's loss is their mean
+        assert len(row["tasks"]) == len(row["micro_losses"]) == 2
+        assert row["loss"] == pytest.approx(sum(row["micro_losses"]) / 2)
+    assert sorted(p.name for p in (whole / "checkpoints").glob("step-*")) == ["step-00000002", "step-00000004"]
+    state = json.loads((whole / "checkpoints" / "step-00000002" / "state.json").read_text())
+    assert state["step"] == 2 and state["sampler"]["step"] == 4  # optimizer steps, and the next micro-step
+    events = EventAccumulator(str(whole / "tensorboard"))
+    events.Reload()
+    rates = [(event.step, event.value) for event in events.Scalars("lr/lora")]
+    # diffusers' constant_with_warmup over optimizer steps: 0, 1/2, then the rate, logged after each update
+    assert rates == [(1, pytest.approx(5e-5 / 2)), (2, pytest.approx(5e-5)), (3, pytest.approx(5e-5)),
+                     (4, pytest.approx(5e-5))]  # fmt: skip
+
+    resumed = tmp_path / "resumed"
+    train(compose_config(tiny_overrides(metadata, resumed, *accumulate, "trainer.max_steps=2")))
+    train(compose_config(tiny_overrides(metadata, resumed, *accumulate, "resume=auto")))
+    assert rows(resumed) == rows(whole)
+
+
 def test_a_run_folder_with_checkpoints_is_refused_without_resume_and_a_changed_config_on_resume(
     clip_folder,
     tmp_path,
@@ -112,51 +122,57 @@ def test_a_run_folder_with_checkpoints_is_refused_without_resume_and_a_changed_c
         train(compose_config(overrides))
     with pytest.raises(ValueError, match=r"adapter\.lora\.rank: 64 in the checkpoint, 8 now"):
         train(compose_config([*overrides, "resume=auto", "adapter.lora.rank=8", "adapter.lora.alpha=8"]))
+    with pytest.raises(ValueError, match=r"optim\.scheduler: 'constant_with_warmup' in the checkpoint, 'cosine' now"):
+        train(compose_config([*overrides, "resume=auto", "optim.scheduler=cosine"]))
 
 
-def test_bad_configs_are_refused_before_any_model_loads(clip_folder, tmp_path, capsys):
+def test_bad_configs_are_refused_before_any_model_loads(clip_folder, tmp_path, capsys, monkeypatch):
+    import animatex_pp.training.trainer as trainer_module
+
     metadata = clip_folder / "metadata.jsonl"
     with pytest.raises(ValueError, match="the model's IPI takes 9-frame windows"):
         train(compose_config(tiny_overrides(metadata, tmp_path / "a", "data.clips.num_frames=13")))
+    monkeypatch.setattr(trainer_module, "build_pipeline", lambda *_: pytest.fail("a model was loaded"))
     with pytest.raises(ValueError, match="give data.metadata=PATH"):
         train(compose_config([f"run_dir={tmp_path / 'b'}"]))
     with pytest.raises(ValueError, match="trainer.max_steps must be a positive integer"):
         train(compose_config(tiny_overrides(metadata, tmp_path / "c", "trainer.max_steps=0")))
+    with pytest.raises(ValueError, match="trainer.num_processes=512 but this machine can start"):
+        train(compose_config(tiny_overrides(metadata, tmp_path / "e", "trainer.num_processes=512")))
     code = main(["train", f"data.metadata={tmp_path / 'absent.jsonl'}", f"hydra.run.dir={tmp_path / 'd'}"])
     assert code == 2
     assert "metadata file not found" in capsys.readouterr().err
+    assert main(["train", "trainer.max_steps=-1", "data.metadata=x", f"hydra.run.dir={tmp_path / 'f'}"]) == 2
 
 
-def test_a_non_finite_loss_is_skipped_and_counted_or_stops_the_run(clip_folder, tmp_path, monkeypatch):
-    import animatex_pp.training.trainer as trainer_module
+def test_a_non_finite_loss_drops_its_micro_step_or_stops_the_run(clip_folder, tmp_path, monkeypatch):
+    real = TrainingLoss.__call__
 
-    real = trainer_module.training_loss
-
-    def poisoned(engine, model, inputs, objective, dropout, seed, step, rank):
-        loss = real(engine, model, inputs, objective, dropout, seed, step, rank)
-        return loss * float("nan") if step in poisoned_steps else loss
+    def poisoned(self, engine, model, inputs, micro_step, rank):
+        loss = real(self, engine, model, inputs, micro_step, rank)
+        return loss * float("nan") if micro_step in poisoned_steps else loss
 
     poisoned_steps = {1}
-
-    monkeypatch.setattr(trainer_module, "training_loss", poisoned)
+    monkeypatch.setattr(TrainingLoss, "__call__", poisoned)
     overrides = tiny_overrides(clip_folder / "metadata.jsonl", tmp_path / "skip", "trainer.export.enabled=false")
     metrics = train(compose_config(overrides))
-    assert metrics["skipped_nonfinite"] == 1 and np.isfinite(metrics["final_loss"])
+    # the next micro-batch takes the dropped one's place: four updates all the same
+    assert metrics["skipped_nonfinite"] == 1 and (metrics["steps"], metrics["micro_steps"]) == (4, 5)
+    assert np.isfinite(metrics["final_loss"]) and len(rows(tmp_path / "skip")) == 4
     stop = tiny_overrides(clip_folder / "metadata.jsonl", tmp_path / "stop", "trainer.nonfinite=stop")
-    with pytest.raises(FloatingPointError, match="1 non-finite losses in a row .last at step 1."):
+    with pytest.raises(FloatingPointError, match=r"1 non-finite losses in a row \(last at step 2, micro-step 1\)"):
         train(compose_config(stop))
     # more than max_nonfinite in a row end the run cleanly, the last good checkpoint kept
     poisoned_steps = {2, 3}
     run = tmp_path / "in_a_row"
-    with pytest.raises(FloatingPointError, match="2 non-finite losses in a row .last at step 3."):
+    with pytest.raises(FloatingPointError, match=r"2 non-finite losses in a row \(last at step 3, micro-step 3\)"):
         train(compose_config(tiny_overrides(clip_folder / "metadata.jsonl", run, "trainer.max_nonfinite=1")))
     assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 2
 
 
 def test_only_the_selected_parameters_train_each_group_at_its_rate(clip_folder, tmp_path):
     from animatex_pp.testing import tiny_components
-    from animatex_pp.training.model import apply_adapters, param_groups
-    from animatex_pp.training.trainer import _optimizer
+    from animatex_pp.training.model import apply_adapters, build_optimizer, param_groups
 
     cfg = compose_config(tiny_overrides(clip_folder / "metadata.jsonl", tmp_path / "run", "trainer.max_steps=1",
                                         "trainer.export.merge_lora=false", "optim.lr=1e-3"))  # fmt: skip
@@ -174,13 +190,35 @@ def test_only_the_selected_parameters_train_each_group_at_its_rate(clip_folder, 
     lora_b = [name for name in trained if "lora_B" in name]
     assert lora_b and all(trained[name].abs().sum() > 0 for name in lora_b)  # from zero initialisation
 
+    config = load_train_config(cfg)
     transformer = tiny_components(seed=0)["transformer"]
-    apply_adapters(transformer, cfg.adapter.lora, True, [])
-    groups = param_groups(transformer, cfg.adapter.param_groups, default_lr=1e-3)
+    apply_adapters(transformer, config.adapter)
+    groups = param_groups(transformer, config.adapter.param_groups, default_lr=1e-3)
     rates = {group.name: group.lr for group in groups}
     assert rates == {"implicit_pose_indicator": 5e-7, "pose_streams": 1e-3, "lora": 1e-3}
-    optimizer, _ = _optimizer(groups, dict(cfg.optim))
+    optimizer, _ = build_optimizer(groups, config.optim, max_steps=10)
     assert {group["name"]: group["lr"] for group in optimizer.param_groups} == rates
+
+
+@pytest.mark.parametrize("name", ["constant_with_warmup", "linear", "cosine"])
+def test_the_learning_rate_follows_diffusers_schedule_in_optimizer_steps(name):
+    from animatex_pp.training.model import ParamGroup, build_optimizer
+    from animatex_pp.training.schema import OptimConfig
+
+    def rates(optimizer, scheduler):
+        seen = []
+        for _ in range(10):
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return seen
+
+    weight = torch.nn.Parameter(torch.zeros(2))
+    group = ParamGroup("other", 1e-3, ("weight",), (weight,))
+    ours = build_optimizer([group], OptimConfig(lr=1e-3, scheduler=name, warmup_steps=3), max_steps=10)
+    reference = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
+    expected = rates(reference, get_scheduler(name, reference, num_warmup_steps=3, num_training_steps=10))
+    assert rates(*ours) == expected and expected[0] == 0.0
 
 
 def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_to_resume_from(clip_folder, tmp_path):
@@ -195,20 +233,7 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_to_resume_from
     (partial / "mp_rank_00_model_states.pt").write_bytes(b"\x80\x02cut")
     assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 2
     train(compose_config(tiny_overrides(metadata, run, "resume=auto", "trainer.export.enabled=false")))
-
-    def losses(folder):
-        return [json.loads(line)["loss"] for line in (folder / "losses.jsonl").read_text().splitlines()]
-
-    assert losses(run) == losses(whole)
-
-
-def test_more_processes_than_the_machine_has_are_refused_before_any_model_loads(clip_folder, tmp_path, monkeypatch):
-    import animatex_pp.training.trainer as trainer_module
-
-    monkeypatch.setattr(trainer_module, "build_pipeline", lambda *_: pytest.fail("a model was loaded"))
-    overrides = tiny_overrides(clip_folder / "metadata.jsonl", tmp_path / "run", "trainer.num_processes=512")
-    with pytest.raises(ValueError, match="trainer.num_processes=512 but this machine can start"):
-        train(compose_config(overrides))
+    assert rows(run) == rows(whole)
 
 
 def test_the_ema_is_exported_checkpointed_and_resumed(clip_folder, tmp_path):
@@ -228,36 +253,3 @@ def test_the_ema_is_exported_checkpointed_and_resumed(clip_folder, tmp_path):
         assert torch.equal(resumed[name], tensor), name
     with pytest.raises(ValueError, match="trainer.ema needs whole parameters"):
         train(compose_config(tiny_overrides(metadata, tmp_path / "z3", "deepspeed=zero3", *ema)))
-
-
-def test_the_installed_package_finds_its_configs_outside_the_checkout(tmp_path):
-    script = (
-        "from animatex_pp.training.config import compose_config, recipes_dir; "
-        "cfg = compose_config(['recipe=synthx_ablation', 'run_dir=x']); "
-        "print(recipes_dir(), cfg.trainer.max_steps)"
-    )
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    folder, steps = result.stdout.split()
-    assert (Path(folder) / "synthx_tiny.yaml").is_file() and int(steps) > 0
-
-
-def test_synthx_is_built_only_when_a_run_needs_its_metadata(tmp_path, monkeypatch):
-    import importlib
-
-    from animatex_pp.training.trainer import build_synthx_if_missing
-
-    # the module, not the package's `build` function of the same name
-    build_module = importlib.import_module("animatex_pp.synthx.build")
-
-    built = []
-    monkeypatch.setattr(build_module, "build", lambda folder, config: built.append((folder, config.train)))
-    synthx = {"build_if_missing": True, "folder": str(tmp_path / "sx"), "size": 64, "frames": 17, "train": 3,
-              "test": 1, "seed": 0}  # fmt: skip
-    build_synthx_if_missing(
-        {"metadata": str(tmp_path / "sx" / "train.jsonl"), "cache": str(tmp_path), "synthx": synthx}
-    )
-    assert built == []  # a precompute cache holds what training reads
-    build_synthx_if_missing({"metadata": str(tmp_path / "sx" / "train.jsonl"), "cache": None, "synthx": synthx})
-    assert built == [(tmp_path / "sx", 3)]

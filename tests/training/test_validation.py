@@ -1,17 +1,18 @@
-"""Validation media: held-out clips through the pipeline with the weights being trained, as MP4s and a sheet."""
+"""Validation media: held-out clips through the pipeline with the weights being trained, as MP4s and a sheet, every
+`validation.every` optimizer steps."""
 
 import json
 
 import numpy as np
 import PIL.Image
 import pytest
-from omegaconf import OmegaConf
 
 from animatex_pp.io.preview import LABEL_HEIGHT, ROW_LABEL_WIDTH
 from animatex_pp.io.video import read_video
 from animatex_pp.testing import tiny_components, tiny_pipeline
 from animatex_pp.training import train
 from animatex_pp.training.config import compose_config, config_dir
+from animatex_pp.training.schema import load_train_config
 from animatex_pp.training.validation import SHEET_FILE, write_validation
 
 # Clips are 96 x 64 (dance, animation) and 64 x 96 (walk, ti2v); these buckets keep the tiny model fast.
@@ -27,8 +28,7 @@ def overrides(metadata, run_dir, *extra):
 
 
 def validation_config(metadata, run_dir, num_samples):
-    config = compose_config(overrides(metadata, run_dir, f"validation.num_samples={num_samples}"))
-    return OmegaConf.to_container(config, resolve=True)
+    return load_train_config(compose_config(overrides(metadata, run_dir, f"validation.num_samples={num_samples}")))
 
 
 def test_the_default_option_sets_what_validation_reads():
@@ -86,11 +86,9 @@ def test_validation_is_the_same_for_the_same_weights_and_leaves_the_model_traini
     assert not (tmp_path / "a" / "validation" / "step-00000003").exists()
 
 
-def test_a_validation_without_clips_is_refused(tmp_path):
-    pipeline = tiny_pipeline(seed=0)
-    config = {"validation": {"metadata": None, "num_samples": 2, "num_inference_steps": 2}}
+def test_a_validation_without_clips_is_refused_before_any_model_loads():
     with pytest.raises(ValueError, match="give validation.metadata=PATH"):
-        write_validation(pipeline, pipeline.transformer, config, 1, True)
+        load_train_config(compose_config(["validation=default", "data.cache=/tmp/cache", "run_dir=/tmp/unused"]))
 
 
 def run_overrides(metadata, run_dir, *extra):
@@ -106,9 +104,11 @@ def sheet_steps(run_dir):
     return [event.step for event in events.Images("validation/contact_sheet")]
 
 
-def test_a_zero3_run_gathers_its_weights_and_writes_validation_media_every_step(clip_folder, tmp_path):
+def test_a_zero3_run_gathers_its_weights_and_writes_validation_media_every_optimizer_step(clip_folder, tmp_path):
     run = tmp_path / "run"
-    train(compose_config(run_overrides(clip_folder / "metadata.jsonl", run, "deepspeed=zero3")))
+    extra = ("deepspeed=zero3", "deepspeed.gradient_accumulation_steps=2")  # 2 optimizer steps of 2 micro-steps
+    train(compose_config(run_overrides(clip_folder / "metadata.jsonl", run, *extra)))
+    assert sorted(path.name for path in (run / "validation").iterdir()) == ["step-00000001", "step-00000002"]
     for step in (1, 2):
         folder = run / "validation" / f"step-0000000{step}"
         assert sorted(path.name for path in folder.iterdir()) == ["00-dance_0.mp4", "01-dance_1.mp4", SHEET_FILE]
