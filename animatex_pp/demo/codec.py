@@ -91,14 +91,32 @@ def _latent_statistics(vae: AutoencoderKLWan, videos: np.ndarray) -> tuple[list[
 
 
 @torch.no_grad()
+@torch.no_grad()
+def reconstruct(vae: AutoencoderKLWan, videos: np.ndarray) -> np.ndarray:
+    """uint8 (N, F, H, W, 3) clips through the codec as the pipeline runs it: encode, the posterior's mode, decode."""
+    decoded = []
+    for i in range(0, len(videos), ENCODE_BATCH):
+        batch = vae.decode(vae.encode(_to_model(videos[i : i + ENCODE_BATCH])).latent_dist.mode()).sample
+        decoded += [_to_uint8(output) for output in batch]
+    return np.stack(decoded)
+
+
 def _reconstruction_psnr(vae: AutoencoderKLWan, videos: np.ndarray) -> float:
     """The mean over clips of `animatex_pp.eval.metrics.psnr` between each clip and its reconstruction."""
-    scores = []
-    for i in range(0, len(videos), ENCODE_BATCH):
-        targets = videos[i : i + ENCODE_BATCH]
-        decoded = vae.decode(vae.encode(_to_model(targets)).latent_dist.mode()).sample
-        scores += [psnr(_to_uint8(output), target) for output, target in zip(decoded, targets, strict=True)]
-    return float(np.mean(scores))
+    decoded = reconstruct(vae, videos)
+    return float(np.mean([psnr(output, target) for output, target in zip(decoded, videos, strict=True)]))
+
+
+def reversal_gap(vae: AutoencoderKLWan, videos: np.ndarray) -> dict[str, float]:
+    """How much motion the codec erases: PSNR between each clip and its time reversal, in pixels and between the
+    two reconstructions (means over clips, dB). A codec that keeps motion keeps them as far apart as the pixels
+    are; one that averages motion away makes the reconstructions nearly alike, and the gap grows."""
+    reversed_videos = videos[:, ::-1].copy()
+    pixels = [psnr(clip, backwards) for clip, backwards in zip(videos, reversed_videos, strict=True)]
+    forward, backward = reconstruct(vae, videos), reconstruct(vae, reversed_videos)
+    coded = [psnr(clip, backwards) for clip, backwards in zip(forward, backward, strict=True)]
+    return {"reversal_psnr_pixels": float(np.mean(pixels)), "reversal_psnr_codec": float(np.mean(coded)),
+            "reversal_gap_db": float(np.mean(coded) - np.mean(pixels))}  # fmt: skip
 
 
 def fit_vae(
@@ -177,11 +195,13 @@ def fit_vae(
     mean, std = _latent_statistics(vae, train[:STATS_CLIPS])
     vae.register_to_config(latents_mean=mean, latents_std=std)
     held_out_psnr = _reconstruction_psnr(vae, test)
+    reversal = reversal_gap(vae, test)
     with atomic_directory(out_dir / "vae") as folder:
         vae.save_pretrained(folder)
     tail = max(1, len(schedule) // 10)
     result = {
         "psnr": held_out_psnr,
+        **reversal,
         "held_out_clips": len(test),
         "train_clips": len(train),
         "steps": steps,

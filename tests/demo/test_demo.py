@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from animatex_pp.cli import main
-from animatex_pp.demo.run import ABLATION_SPLITS, ABLATIONS, EVAL_SPLITS, REPORTED, STAGES, _stage
+from animatex_pp.demo.run import ABLATION_SPLITS, ABLATIONS, EVAL_SPLITS, RAW_SPLIT, REPORTED, STAGES, _stage
 
 
 @pytest.fixture(autouse=True)
@@ -57,12 +57,15 @@ def test_quick_demo_end_to_end_with_the_ablation_then_a_second_run_reuses_every_
     for name in ("demo.mp4", "preview.png", "metrics.json", "report.md", "train/export/pipeline/model_index.json"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["vae_psnr"] > 0 and metrics["wall_time_s"] > 0
-    for split in EVAL_SPLITS:
+    assert metrics["vae_psnr"] > 0 and metrics["wall_time_s"] > 0 and metrics["vae_character_psnr"] > 0
+    assert metrics["vae_reversal_gap_db"] == pytest.approx(
+        json.loads((out / STAGES / "vae.json").read_text())["result"]["reversal_gap_db"])  # fmt: skip
+    for split in (*EVAL_SPLITS, f"{RAW_SPLIT}_raw"):
         assert set(metrics[split]) == set(REPORTED)
         assert metrics[split]["psnr"] > 0 and metrics[split]["copy_reference_psnr"] > 0
+        assert metrics[split]["character_psnr"] > 0 and 0 <= metrics[split]["foreground_iou"] <= 1
     report = (out / "report.md").read_text()
-    assert "| test_x_dynamic |" in report and "copy-the-reference + 3 dB" in report
+    assert "| test_x_raw |" in report and "copy_reference_character_psnr + 3 dB" in report
     assert list(metrics["ablation"]) == list(ABLATIONS) and metrics["ablation_time_s"] > 0
     assert metrics["ablation"]["no_ti2v"]["loss_ti2v"] is None and metrics["ablation"]["full"]["loss_ti2v"] > 0
     for name in ABLATIONS:
@@ -74,7 +77,7 @@ def test_quick_demo_end_to_end_with_the_ablation_then_a_second_run_reuses_every_
 
     assert main(["demo", "--quick", "--ablation", "--quiet", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    stages = 4 + len(EVAL_SPLITS) + 1 + len(ABLATIONS) * len(ABLATION_SPLITS)
+    stages = 4 + len(EVAL_SPLITS) + 1 + 1 + len(ABLATIONS) * len(ABLATION_SPLITS)
     assert printed.count("reused") == stages and "starting" not in printed
     again = json.loads((out / "metrics.json").read_text())
     assert again["this_run_s"] < again["wall_time_s"] and again["stage_times_s"] == metrics["stage_times_s"]
