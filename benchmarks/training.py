@@ -58,9 +58,12 @@ from animatex_pp.data.encode import ConditionEncoder  # noqa: E402
 from animatex_pp.data.sampler import TaskMixingSampler  # noqa: E402
 from animatex_pp.synthx import BuildConfig, build  # noqa: E402
 from animatex_pp.testing import tiny_pipeline  # noqa: E402
-from animatex_pp.training import checkpoint, trainer  # noqa: E402
+from animatex_pp.training import metrics as training_metrics  # noqa: E402
+from animatex_pp.training import trainer  # noqa: E402
+from animatex_pp.training.checkpoint import CheckpointManager  # noqa: E402
 from animatex_pp.training.config import compose_config  # noqa: E402
 from animatex_pp.training.distributed import launch_local  # noqa: E402
+from animatex_pp.training.step import TrainingLoss  # noqa: E402
 
 # 8 animation + 8 ti2v clips: the fewest that give ZeRO-2's 2 ranks x batch 4 in both tasks (precompute runs the
 # VAE twice per clip, seconds each on 2 cores).
@@ -179,12 +182,12 @@ def _timed_initialize(initialize):
 def install_timers() -> None:
     """Wrap what the loop calls, once per process (the trainer looks these names up at call time)."""
     trainer.DataLoader = _TimedLoader
-    trainer.tqdm = _TimedBar
-    trainer.training_loss = _Timed("forward", trainer.training_loss)
+    training_metrics.tqdm = _TimedBar
+    TrainingLoss.__call__ = _Timed("forward", TrainingLoss.__call__)
     trainer.collate = _Timed("collate", trainer.collate)
     trainer._all_ranks_finite = _Timed("sync", trainer._all_ranks_finite)
     trainer._mean_over_ranks = _Timed("sync", trainer._mean_over_ranks)
-    checkpoint.save_checkpoint = _Timed("checkpoint", checkpoint.save_checkpoint)
+    CheckpointManager.save = _Timed("checkpoint", CheckpointManager.save)
     deepspeed.initialize = _timed_initialize(deepspeed.initialize)
     TaskMixingSampler.batch_at = _Timed("sampler", TaskMixingSampler.batch_at)
     CachedClipDataset.__getitem__ = _Timed("read", CachedClipDataset.__getitem__)

@@ -46,9 +46,6 @@ from animatex_pp.pose.sequence import PoseSequence
 
 logger = logging.getLogger(__name__)
 
-# Wan's VAE compresses 4 frames into one latent frame after the first.
-TEMPORAL_COMPRESSION = VaeFactors().temporal
-
 
 class SampleKey(NamedTuple):
     """Which sample a dataset reads, and the step and rank its random choices are drawn for."""

@@ -35,16 +35,19 @@ def fingerprint(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(canonical(settings), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def differences(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested settings, each with both values."""
+def differences(
+    saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "", saved_as: str = "before"
+) -> list[str]:
+    """Dotted keys whose values differ between two nested settings, each with both values ("KEY: OLD `saved_as`,
+    NEW now")."""
     found = []
     for key in sorted(set(saved) | set(current)):
         name = f"{prefix}{key}"
         old, new = saved.get(key), current.get(key)
         if isinstance(old, Mapping) and isinstance(new, Mapping):
-            found += differences(old, new, f"{name}.")
+            found += differences(old, new, f"{name}.", saved_as)
         elif old != new:
-            found.append(f"{name}: {old!r} before, {new!r} now")
+            found.append(f"{name}: {old!r} {saved_as}, {new!r} now")
     return found
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from animatex_pp.io.files import atomic_output
+from animatex_pp.io.stages import differences as setting_differences
 from animatex_pp.training.schema import TrainConfig
 
 logger = logging.getLogger("animatex_pp.training")
@@ -45,19 +46,6 @@ def tracked_config(config: TrainConfig) -> dict[str, Any]:
     plain = {name: dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
              for name, value in sections.items()}  # fmt: skip
     return json.loads(json.dumps(plain))
-
-
-def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested config dicts, with both values."""
-    differences = []
-    for key in sorted(set(saved) | set(current)):
-        name = f"{prefix}{key}"
-        old, new = saved.get(key), current.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            differences += config_differences(old, new, f"{name}.")
-        elif old != new:
-            differences.append(f"{name}: {old!r} in the checkpoint, {new!r} now")
-    return differences
 
 
 def read_state(path: Path) -> dict[str, Any]:
@@ -102,7 +90,7 @@ class CheckpointManager:
         if path is None:
             logger.info("resume=auto: no checkpoint in %s yet, starting fresh", self.root)
             return None
-        differences = config_differences(read_state(path)["config"], self.tracked)
+        differences = setting_differences(read_state(path)["config"], self.tracked, saved_as="in the checkpoint")
         if differences:
             raise ValueError(
                 f"checkpoint {path} was trained with another config ({'; '.join(differences)}): resume with the "

@@ -20,6 +20,7 @@ from diffusers.optimization import get_scheduler
 from peft import LoraConfig
 
 from animatex_pp.models.transformer import AnimateXTransformer3DModel
+from animatex_pp.pipelines.loading import load_pipeline
 from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
 from animatex_pp.training.schema import (
     AdapterConfig,
@@ -29,8 +30,6 @@ from animatex_pp.training.schema import (
     ParamGroupConfig,
     WeightDtype,
 )
-
-DTYPES = {WeightDtype.fp32: torch.float32, WeightDtype.bf16: torch.bfloat16, WeightDtype.fp16: torch.float16}
 
 
 def build_pipeline(model: ModelConfig | Mapping[str, Any]) -> AnimateXPipeline:
@@ -54,15 +53,7 @@ def build_pipeline(model: ModelConfig | Mapping[str, Any]) -> AnimateXPipeline:
             "its config"
         )
     # The VAE and the CLIPs stay in float32, as the pipeline runs them.
-    return AnimateXPipeline.from_pretrained(
-        model.path,
-        dtype={
-            "vae": torch.float32,
-            "image_encoder": torch.float32,
-            "motion_encoder": torch.float32,
-            "default": DTYPES[WeightDtype(model.dtype)],
-        },
-    )
+    return load_pipeline(model.path, dtype=WeightDtype(model.dtype).value)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ import pytest
 
 from animatex_pp.training import train
 from animatex_pp.training.config import compose_config
-from tests.training.test_train import tiny_overrides
+from tests.helpers.training import tiny_overrides
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

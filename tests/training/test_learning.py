@@ -16,7 +16,7 @@ from animatex_pp.training.config import compose_config
 from animatex_pp.training.model import build_pipeline
 from animatex_pp.training.schema import load_train_config
 from animatex_pp.training.step import ConditionDropout, TrainingLoss
-from tests.training.test_train import tiny_overrides
+from tests.helpers.training import tiny_overrides
 
 pytestmark = pytest.mark.slow  # 60 steps of the demo model: minutes on a shared CPU
 STEPS = 60

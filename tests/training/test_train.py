@@ -15,13 +15,7 @@ from animatex_pp.training import train
 from animatex_pp.training.config import compose_config
 from animatex_pp.training.schema import load_train_config
 from animatex_pp.training.step import TrainingLoss
-
-
-def tiny_overrides(metadata: Path, run_dir: Path, *extra: str) -> list[str]:
-    """The tiny model on the sample-video dataset (9-frame clips; the tiny IPI's window is 9 frames)."""
-    return [f"data.metadata={metadata}", f"run_dir={run_dir}", "data.clips.num_frames=9",
-            "data.clips.buckets=[[96,64],[64,96]]", "trainer.max_steps=4", "trainer.checkpoint_every=2",
-            "logger=none", *extra]  # fmt: skip
+from tests.helpers.training import tiny_overrides
 
 
 def rows(run_dir: Path) -> list[dict]:
