@@ -38,8 +38,8 @@ HUMAN = MappingProxyType({
     "forearm": 0.44,
     "thigh": 0.7,
     "shin": 0.66,
-    "limb_width": 0.075,
-    "neck_width": 0.07,
+    "limb_width": 0.17,  # chunky, cartoon limbs: several pixels wide at 64 x 64, so a 8 x 8 codec keeps them
+    "neck_width": 0.13,
     "tail": 0.9,  # tail length, used only by puppets with a tail
     "ears": 0.6,  # ear height in head radii
 })  # fmt: skip

@@ -42,6 +42,7 @@ from animatex_pp.synthx.truth import ClipTruth, write_truth
 __all__ = ["GENERATOR_VERSION", "SPLITS", "BuildConfig", "build", "check_output"]
 
 FORMAT = "animatex_pp.synthx/1"
+# 1.1: background plates; a bigger character with chunky limbs and low-frequency textures (docs/synthx.md)
 GENERATOR_VERSION = "1.1"
 SPLITS = ("train", "test_x", "test_x_dynamic", "test_human")
 METADATA_FILES = {"train": "train.jsonl", "test_x": "test_x.jsonl", "test_x_dynamic": "test_x_dynamic.jsonl",

@@ -21,6 +21,10 @@ __all__ = ["OPENPOSE_NAMES", "Skeleton", "fit", "place", "pose_body"]
 OPENPOSE_NAMES = ("nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist", "r_hip",
                   "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear")  # fmt: skip
 TAIL_SEGMENTS = 6
+# The share of the frame (inside the margin) the puppet's whole-clip bounding box fills, and the margin: the
+# character as big as the frame allows, so its parts are as many pixels wide as they can be.
+FILL = (0.85, 1.0)
+MARGIN = 0.02
 
 
 def _unit(angle: np.ndarray) -> np.ndarray:
@@ -125,16 +129,17 @@ def place(skeleton: Skeleton, scale: float, offset: np.ndarray) -> Skeleton:
 
 
 def fit(
-    skeletons: list[Skeleton], size: int, rng: np.random.Generator, margin: float = 0.05
+    skeletons: list[Skeleton], size: int, rng: np.random.Generator, margin: float | None = None
 ) -> tuple[float, np.ndarray]:
     """A scale and offset that keep all of `skeletons` (in body units, one puppet) inside a size x size frame.
 
-    The puppet fills 70-95% of the room left by the margin, at a random place in what is left over.
+    The puppet fills `FILL` (85-100%) of the room left by the margin, at a random place in what is left over.
     """
+    margin = MARGIN if margin is None else margin
     lows, highs = zip(*(s.bounds() for s in skeletons), strict=True)
     low, high = np.min(lows, axis=0), np.max(highs, axis=0)
     room = size * (1 - 2 * margin)
-    scale = room / float(np.max(high - low)) * float(rng.uniform(0.7, 0.95))
+    scale = room / float(np.max(high - low)) * float(rng.uniform(*FILL))
     slack = room - (high - low) * scale
     offset = size * margin + slack * rng.uniform(0, 1, size=2) - low * scale
     return scale, offset

@@ -28,6 +28,8 @@ DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down
 DRIFT_RATES = {"slow": (0.010, 0.016), "fast": (0.025, 0.040)}
 ZOOM_RATES = {"slow": (0.006, 0.010), "fast": (0.015, 0.022)}
 DENSITY = 2
+# Colour-noise octaves of a scene: (cell size in frame widths, strength in 0-255 levels).
+NOISE_OCTAVES = ((1 / 6, 40.0), (1 / 10, 16.0))
 OBJECT_COLOURS = {"red": (0.85, 0.12, 0.1), "blue": (0.1, 0.25, 0.9), "yellow": (0.95, 0.85, 0.1),
                   "white": (0.97, 0.97, 0.97), "black": (0.05, 0.05, 0.05)}  # fmt: skip
 
@@ -93,7 +95,8 @@ def _scene(rng: np.random.Generator, width: int, height: int, frame_pixels: floa
     above = sky[0] + (sky[1] - sky[0]) * np.clip(rows / max(horizon, 1), 0, 1)
     below = ground[0] + (ground[1] - ground[0]) * np.clip((rows - horizon) / max(height - horizon, 1), 0, 1)
     image = np.where(rows < horizon, above, below) * np.ones((1, width, 1), dtype=np.float32)  # (H, W, 3)
-    for cell, strength in ((frame_pixels / 6, 40.0), (frame_pixels / 20, 22.0)):
+    for cell, strength in NOISE_OCTAVES:
+        cell = cell * frame_pixels
         tint = rng.uniform(0.6, 1.0, size=3).astype(np.float32)
         image += strength * _noise(rng, width, height, cell)[..., None] * tint
     scene = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))

@@ -24,6 +24,9 @@ PATTERNS = ("solid", "stripes", "dots", "checker", "bands")
 GROUPS = (("torso",), ("neck", "head"), ("r_upper_arm", "r_forearm", "l_upper_arm", "l_forearm"),
           ("r_thigh", "r_shin", "l_thigh", "l_shin"), ("ears", "tail", "fin"))  # fmt: skip
 EYE_COLOUR = (0.08, 0.06, 0.1)
+# Texture frequencies, cycles per body unit: low, so a pattern is a few bands or cells per part that a 4 x 8 x 8
+# video codec can keep (at 2.5-6 cycles, a 2-6 px period, the demo's VAE erased the character to a flat colour).
+FREQUENCY_RANGE = (0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ def sample_appearance(rng: np.random.Generator) -> Appearance:
         pattern[labels] = rng.integers(len(PATTERNS))
         colour_a[labels] = _colour(rng, hue)
         colour_b[labels] = _colour(rng, hue + rng.uniform(0.25, 0.75))
-        frequency[labels] = rng.uniform(2.5, 6.0)
+        frequency[labels] = rng.uniform(*FREQUENCY_RANGE)
         orientation[labels] = rng.choice([0.0, np.pi / 2, rng.uniform(0, np.pi)])
         phase[labels] = rng.uniform(0, 2 * np.pi)
     eyes = LABELS.index("eyes")

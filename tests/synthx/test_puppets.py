@@ -48,9 +48,10 @@ def test_limb_pixel_centroid_lies_on_its_bone(family):
         centroid = np.array([columns.mean(), rows.mean()]) + 0.5  # pixel centres
         a, b = skeleton.points[start][0], skeleton.points[end][0]
         distance, along = _distance_to_segment(centroid, a, b)
-        # Within a quarter of the limb's half-width of the bone, and inside it (the hand or foot pulls it outward).
+        # Within a quarter of the limb's half-width of the bone, and inside it (the hand or foot pulls it outward;
+        # the round cap at the start, one half-width long, pulls it back: a fifth of an upper arm at limb_width 0.17).
         assert distance < 0.25 * skeleton.body["limb_width"] * skeleton.unit + 0.3, (family, part, distance)
-        assert 0.25 < along < 0.95, (family, part, along)
+        assert 0.15 < along < 0.95, (family, part, along)
 
 
 def test_families_lack_the_parts_they_say():
