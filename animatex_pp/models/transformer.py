@@ -54,23 +54,28 @@ ATTENTION_BACKEND_ENV = "ANIMATEX_ATTENTION_BACKEND"
 logger = logging.get_logger(__name__)
 
 
-def resolve_attention_backend(requested: str, device: torch.device) -> str:
-    """The diffusers attention backend to use on `device`.
+def resolve_attention_backend(
+    requested: str, device: torch.device, dtype: torch.dtype, capability: tuple[int, int] | None = None
+) -> str:
+    """The diffusers attention backend for attention in `dtype` on `device`.
 
     `requested` (the model config's `attention_backend`, overridden by the ANIMATEX_ATTENTION_BACKEND environment
-    variable) names a diffusers backend, or is "auto": flash-attn on a CUDA device when it imports, PyTorch SDPA
-    ("native") otherwise.
+    variable) names a diffusers backend, or is "auto": flash-attn where it runs, PyTorch SDPA ("native") elsewhere.
+    flash-attn refuses fp32 (`eval` runs in fp32) and cards before Ampere, and diffusers takes only flash-attn >=
+    2.6.3 that imports, so it is chosen for bf16/fp16 on a CUDA card of compute capability >= 8.0 when diffusers can
+    use it. `capability` is the card's (major, minor), read from `device` when not given.
     """
+    from diffusers.models import attention_dispatch
+
     requested = os.environ.get(ATTENTION_BACKEND_ENV, requested)
     if requested != "auto":
         return requested
-    if device.type != "cuda":
+    if device.type != "cuda" or dtype not in (torch.bfloat16, torch.float16):
         return "native"
-    try:
-        import flash_attn  # noqa: F401
-    except Exception:  # a half-built flash-attn can fail with any exception, not only ImportError
+    if (capability or torch.cuda.get_device_capability(device)) < (8, 0):
         return "native"
-    return "flash"
+    # diffusers' own verdict on the installed flash-attn: its version, and a real import (a half-built one fails)
+    return "flash" if attention_dispatch._CAN_USE_FLASH_ATTN else "native"
 
 
 @dataclass
@@ -162,8 +167,9 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
         ipi_temporal_kernel_size (`int`): kernel of the temporal Conv1d.
         ipi_block_start, ipi_block_end (`int`): the IPI is added before blocks `ipi_block_start <= i < ipi_block_end`
             (official: 2 and 21 of 40).
-        attention_backend (`str`): a diffusers attention backend name, or "auto" (flash-attn on CUDA when it
-            imports, SDPA otherwise). The ANIMATEX_ATTENTION_BACKEND environment variable overrides it.
+        attention_backend (`str`): a diffusers attention backend name, or "auto" (flash-attn for bf16/fp16 on an
+            Ampere or newer card when diffusers can use it, SDPA otherwise). The ANIMATEX_ATTENTION_BACKEND
+            environment variable overrides it.
     """
 
     _no_split_modules = ["AnimateXTransformerBlock"]
@@ -293,7 +299,7 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
             if use_ipi
             else None
         )
-        self._attention_backend_device_type: str | None = None
+        self._attention_backend_key: tuple[torch.device, torch.dtype] | None = None
         if not any(parameter.is_meta for parameter in self.stream_parameters()):
             self.initialize_stream_weights()
 
@@ -358,13 +364,17 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
         model starts as the Wan model it was loaded from.
         """
         model = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        base_parameter = model.patch_embedding.weight
         fresh_streams = [stream for stream in model.streams().values() if any(p.is_meta for p in stream.parameters())]
         if fresh_streams:
-            base_parameter = model.patch_embedding.weight
             for stream in fresh_streams:
-                stream.to_empty(device=base_parameter.device).to(base_parameter.dtype)
+                stream.to_empty(device=base_parameter.device)
             logger.info("Pose streams not in the checkpoint were initialised fresh (zero outputs).")
             model.initialize_stream_weights()
+        # Wan's `_keep_in_fp32_modules` ("norm1", "norm2", ...) is matched per name part, so it also keeps the IPI's
+        # `nn.TransformerEncoderLayer` norms in fp32, and CUDA's layer norm refuses a bf16 input with fp32 weights.
+        for stream in model.streams().values():
+            stream.to(base_parameter.dtype)
         return model
 
     def initialize_stream_weights(self) -> None:
@@ -407,17 +417,24 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
     # ------------------------------------------------------------------ forward helpers
 
     def _select_attention_backend(self, device: torch.device) -> None:
-        """Apply the configured attention backend the first time the model runs on a device type."""
-        if self._attention_backend_device_type == device.type:
+        """Apply the configured attention backend the first time the model runs on a device in its dtype."""
+        from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+        key = (device, self.dtype)
+        if self._attention_backend_key == key:
             return
         # diffusers warns that backends are experimental each time one is set; the user did not ask for this one.
         verbosity = logging.get_verbosity()
         logging.set_verbosity_error()
+        # `set_attention_backend` also makes its backend the process-wide default, which other models (e.g. an fp32
+        # one on the same card, where flash-attn fails) would then use: this model's processors only.
+        process_default, _ = _AttentionBackendRegistry.get_active_backend()
         try:
-            self.set_attention_backend(resolve_attention_backend(self.config.attention_backend, device))
+            self.set_attention_backend(resolve_attention_backend(self.config.attention_backend, device, self.dtype))
         finally:
+            _AttentionBackendRegistry.set_active_backend(process_default)
             logging.set_verbosity(verbosity)
-        self._attention_backend_device_type = device.type
+        self._attention_backend_key = key
 
     def _maybe_checkpoint(self, module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and self.gradient_checkpointing:

@@ -117,9 +117,10 @@ def available_processes() -> int:
 
 
 def bf16_enabled(setting: str, device: torch.device) -> bool:
-    """`deepspeed.bf16`: auto (on CUDA when the GPU supports it), true or false."""
+    """`deepspeed.bf16`: auto (on CUDA when the GPU computes in bf16 natively), true or false."""
     if setting.lower() == "auto":
-        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+        # not where bf16 is only emulated (V100, T4): slower than fp32 there
+        return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
     return setting.lower() == "true"
 
 

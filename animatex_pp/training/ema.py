@@ -1,9 +1,9 @@
 """An exponential moving average of the trainable weights (diffusers' `EMAModel`), for validation and export.
 
-The average is kept beside the engine, on the parameters' device, updated after every optimizer step, saved with
-each checkpoint as `ema.safetensors` and loaded on resume. Validation and export swap it into the model and swap
-the trained weights back afterwards. It needs whole parameters on every rank, so ZeRO-3 (partitioned parameters)
-is refused with the EMA on.
+The average is kept beside the engine, on the parameters' device and in fp32 (a bf16 average stops moving),
+updated after every optimizer step, saved with each checkpoint as `ema.safetensors` and loaded on resume. Validation
+and export swap it into the model and swap the trained weights back afterwards. It needs whole parameters on every
+rank, so ZeRO-3 (partitioned parameters) is refused with the EMA on.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ class TrainableEMA:
     def __init__(self, model: torch.nn.Module, decay: float):
         self.names = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
         self.parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
-        self.ema = EMAModel(self.parameters, decay=decay)
+        # fp32 shadows whatever the parameters' dtype: in bf16 an update of (1 - decay) x the difference rounds away
+        # (at decay 0.999 a bf16 average of weights that moved from 1.0 to 1.1 stays at 1.0)
+        self.ema = EMAModel([parameter.detach().float() for parameter in self.parameters], decay=decay)
 
     def step(self) -> None:
         self.ema.step(self.parameters)

@@ -244,15 +244,20 @@ class Trainer:
         """Optimizer step `step`: micro-steps until `gradient_accumulation_steps` of them have a finite loss on
         every rank (DeepSpeed updates the weights after the last), then the EMA."""
         record = StepRecord(step)
-        while len(record.losses) < self.accumulation:
-            self.micro_step(record)
+        losses = []  # each counted micro-step's mean over ranks, left on the device until the step ends
+        while len(losses) < self.accumulation:
+            loss = self.micro_step(record)
+            if loss is not None:
+                losses.append(loss)
+        record.losses = torch.cat(losses).tolist()  # one host sync for the step's losses
         if self.ema is not None:
             self.ema.step()
         return record
 
-    def micro_step(self, record: StepRecord) -> None:
-        """The next micro-batch's forward and backward. A loss that is not finite on some rank is dropped on every
-        rank before its backward (the next micro-batch takes its place), or stops the run (`trainer.nonfinite`)."""
+    def micro_step(self, record: StepRecord) -> torch.Tensor | None:
+        """The next micro-batch's forward and backward; its loss's mean over ranks, on the device, or None when it
+        did not count. A loss that is not finite on some rank is dropped on every rank before its backward (the next
+        micro-batch takes its place), or stops the run (`trainer.nonfinite`)."""
         micro_step = self.next_micro_step
         self.next_micro_step += 1
         waited = time.perf_counter()
@@ -268,16 +273,17 @@ class Trainer:
         encoded = time.perf_counter()
         record.encode_s += encoded - began
         loss = self.loss(self.engine, self.engine.module, inputs, micro_step, self.world.rank)
-        if not _all_ranks_finite(loss.detach()):
+        # the one host sync a micro-step needs: whether to run its backward
+        if not _all_ranks_finite(loss, self.world.device):
             record.skipped += 1
             self.on_nonfinite(record.step, micro_step)
-            return
+            return None
         self.nonfinite_in_a_row = 0
         self.engine.backward(loss)
         self.engine.step()  # an update on the accumulation's last micro-step, else accumulation only
         record.compute_s += time.perf_counter() - encoded
         record.tasks.append(batch["task"][0])
-        record.losses.append(_mean_over_ranks(loss.item()))
+        return _mean_over_ranks(loss, self.world.device)
 
     def on_nonfinite(self, step: int, micro_step: int) -> None:
         self.nonfinite_in_a_row += 1
@@ -338,13 +344,18 @@ class Trainer:
         return self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext()
 
 
-def _all_ranks_finite(loss: torch.Tensor) -> bool:
-    flag = torch.tensor([1.0 if torch.isfinite(loss).item() else 0.0])
+# The collectives take their tensors on the world's device: an NCCL process group has no backend for CPU tensors.
+
+
+def _all_ranks_finite(loss: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Whether `loss` is finite on every rank, as a one-element tensor on `device` (reading it is a host sync)."""
+    flag = torch.isfinite(loss.detach()).to(device, torch.float32).reshape(1)
     torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-    return bool(flag.item())
+    return flag.bool()
 
 
-def _mean_over_ranks(value: float) -> float:
-    tensor = torch.tensor([value], dtype=torch.float64)
-    torch.distributed.all_reduce(tensor)
-    return tensor.item() / torch.distributed.get_world_size()
+def _mean_over_ranks(loss: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The mean of `loss` over ranks, as a one-element float64 tensor on `device`."""
+    total = loss.detach().to(device, torch.float64).reshape(1)
+    torch.distributed.all_reduce(total)
+    return total / torch.distributed.get_world_size()

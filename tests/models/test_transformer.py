@@ -8,7 +8,7 @@ from diffusers import FirstBlockCacheConfig, WanTransformer3DModel
 
 from animatex_pp import AnimateXTransformer3DModel
 from animatex_pp.models.presets import split_preset
-from animatex_pp.models.transformer import count_parameters, resolve_attention_backend
+from animatex_pp.models.transformer import count_parameters
 from tests.helpers.transformer_inputs import BASE_INPUTS, BATCH, PIXEL_FRAMES, PIXEL_SIZE, make_inputs, run
 
 # Each stream: its zero-initialised layers (the final one first), and the forward inputs it reads.
@@ -271,22 +271,6 @@ def test_bad_config_is_a_clear_error():
         AnimateXTransformer3DModel.from_preset("tiny", in_channels=16)
 
 
-def test_attention_backend_resolution(monkeypatch):
-    import sys
-    import types
-
-    monkeypatch.delenv("ANIMATEX_ATTENTION_BACKEND", raising=False)
-    assert resolve_attention_backend("auto", torch.device("cpu")) == "native"
-    monkeypatch.setitem(sys.modules, "flash_attn", None)  # an import that fails
-    assert resolve_attention_backend("auto", torch.device("cuda")) == "native"
-    monkeypatch.setitem(sys.modules, "flash_attn", types.ModuleType("flash_attn"))
-    assert resolve_attention_backend("auto", torch.device("cuda")) == "flash"
-    assert resolve_attention_backend("auto", torch.device("cpu")) == "native"
-    assert resolve_attention_backend("_native_math", torch.device("cpu")) == "_native_math"
-    monkeypatch.setenv("ANIMATEX_ATTENTION_BACKEND", "_native_math")
-    assert resolve_attention_backend("auto", torch.device("cuda")) == "_native_math"
-
-
 def test_configured_attention_backend_is_applied_on_first_forward(wan_and_model):
     _, model = wan_and_model
     model.register_to_config(attention_backend="_native_math")
@@ -294,7 +278,7 @@ def test_configured_attention_backend_is_applied_on_first_forward(wan_and_model)
     math_output = run(model, inputs)
     assert model.blocks[0].attn1.processor._attention_backend.value == "_native_math"
     model.register_to_config(attention_backend="auto")
-    model._attention_backend_device_type = None
+    model._attention_backend_key = None
     native_output = run(model, inputs)
     assert model.blocks[0].attn1.processor._attention_backend.value == "native"
     torch.testing.assert_close(math_output, native_output, rtol=1e-4, atol=1e-5)
