@@ -16,6 +16,7 @@ output equals the base Wan model's output exactly.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -365,36 +366,38 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
         """
         model = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         base_parameter = model.patch_embedding.weight
-        fresh_streams = [stream for stream in model.streams().values() if any(p.is_meta for p in stream.parameters())]
-        if fresh_streams:
-            for stream in fresh_streams:
-                stream.to_empty(device=base_parameter.device)
-            logger.info("Pose streams not in the checkpoint were initialised fresh (zero outputs).")
-            model.initialize_stream_weights()
+        fresh = [name for name, stream in model.streams().items() if any(p.is_meta for p in stream.parameters())]
+        if fresh:
+            for name in fresh:
+                getattr(model, name).to_empty(device=base_parameter.device)
+            logger.info("Pose streams not in the checkpoint were initialised fresh (zero outputs): %s", fresh)
+            # only those: the streams the checkpoint holds keep their loaded weights
+            model.initialize_stream_weights(fresh)
         # Wan's `_keep_in_fp32_modules` ("norm1", "norm2", ...) is matched per name part, so it also keeps the IPI's
         # `nn.TransformerEncoderLayer` norms in fp32, and CUDA's layer norm refuses a bf16 input with fp32 weights.
         for stream in model.streams().values():
             stream.to(base_parameter.dtype)
         return model
 
-    def initialize_stream_weights(self) -> None:
-        """The one place where the grafted streams are initialised.
+    def initialize_stream_weights(self, names: Sequence[str] | None = None) -> None:
+        """The one place where the grafted streams are initialised: those named (default: every stream).
 
         PyTorch defaults everywhere, Xavier on the keypoint transformer (as the official encoder), and zero on the
         output layer of every stream, so the model's output starts equal to Wan's.
         """
-        for stream in self.streams().values():
+        streams = {name: stream for name, stream in self.streams().items() if names is None or name in names}
+        for stream in streams.values():
             for module in stream.modules():
                 if isinstance(module, nn.MultiheadAttention):
                     # Its in-projection is a bare parameter that only this private method re-initialises.
                     module._reset_parameters()
                 elif hasattr(module, "reset_parameters"):
                     module.reset_parameters()
-        if self.pose_video_encoder is not None:
+        if "pose_video_encoder" in streams:
             zero_module(self.pose_video_encoder.layers[-1])
-        if self.reference_pose_encoder is not None:
+        if "reference_pose_encoder" in streams:
             zero_module(self.reference_pose_encoder.layers[-1])
-        ipi = self.implicit_pose_indicator
+        ipi = streams.get("implicit_pose_indicator")
         if ipi is not None:
             with torch.no_grad():
                 ipi.query.normal_(std=ipi.query.shape[-1] ** -0.5)

@@ -221,6 +221,24 @@ def test_from_pretrained_of_a_plain_wan_checkpoint_starts_as_wan(wan_and_model, 
     assert (run(model, inputs) - run(wan, {k: inputs[k] for k in BASE_INPUTS})).abs().max() <= 1e-5
 
 
+def test_streams_a_checkpoint_lacks_are_initialised_and_the_others_keep_their_weights(tmp_path):
+    """A checkpoint without an IPI (the `_simple` release) loaded with `use_ipi=True`: the IPI starts fresh (zero
+    output), the two pose-video streams keep the trained weights they were saved with."""
+    torch.manual_seed(0)
+    base_config, stream_config = split_preset("tiny")
+    simple = AnimateXTransformer3DModel(**base_config, **{**stream_config, "use_ipi": False}).eval()
+    for stream in ("pose_video_encoder", "reference_pose_encoder"):
+        perturb_output_layers(simple, stream)
+    simple.save_pretrained(tmp_path / "simple")
+    loaded = AnimateXTransformer3DModel.from_pretrained(tmp_path / "simple", use_ipi=True).eval()
+    saved = simple.state_dict()
+    for name, tensor in loaded.state_dict().items():
+        if name.startswith(("pose_video_encoder.", "reference_pose_encoder.")):
+            assert torch.equal(tensor, saved[name]), name
+    for name in STREAM_OUTPUT_LAYERS["implicit_pose_indicator"]:
+        assert all(not parameter.any() for parameter in dict(loaded.named_modules())[name].parameters()), name
+
+
 @pytest.mark.parametrize("name", ["wan2.1-i2v-14b-480p", "wan2.1-i2v-14b-720p"])
 def test_14b_presets_instantiate_on_meta_and_report_parameter_counts(name):
     with torch.device("meta"):
