@@ -1,4 +1,5 @@
-"""`animatex-pp demo [--out DIR]`: the whole system on this machine (`animatex_pp.demo`).
+"""`animatex-pp demo [--out DIR]`: the whole system on this machine (`animatex_pp.demo`); `animatex-pp demo
+--fit-codec OUT`: the research codec fit alone (`animatex_pp.demo.codec.fit_codec`), reproducible and resumable.
 
 Options are checked before any stage starts; `animatex_pp.cli` turns FileNotFoundError and ValueError into exit
 code 2 with the message.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from animatex_pp.cli.checks import output_folder, positive_int
+from animatex_pp.cli.checks import non_negative_int, output_folder, positive_int
 
 EPILOG = """\
 examples:
@@ -17,13 +18,62 @@ examples:
   animatex-pp demo --out /tmp/demo          # a second run reuses every stage already built
   animatex-pp demo --quick --out /tmp/q     # every stage at toy sizes (a minute or two): checks the install
   animatex-pp demo --ablation               # then the synthx_ablation sweep: four more runs, ~20 minutes
+  animatex-pp demo --fit-codec /tmp/codec   # the research codec fit alone: hours; rerun it to resume
+
+--fit-codec OUT builds SynthX (600 train clips, 32 per test split, seed 0) into OUT/synthx unless it is there,
+then fits the codec from seed 0 with the research settings (docs/results.md, "The codec fit"): OUT/vae (the
+codec, loadable by the pipeline), OUT/vae_fit.json (settings and held-out test_x numbers), OUT/checkpoint
+(written every 5 minutes; the same command continues from it).
 
 Writes DIR/demo.mp4 (reference | pose | output), DIR/preview.png, DIR/metrics.json and DIR/report.md.
 Exit codes: 0 done, 1 failed, 2 bad arguments.
 """
+# The research fit's SynthX split (docs/results.md, "The codec fit"): its held-out numbers are on test_x's clips.
+CODEC_TRAIN_CLIPS = 600
+CODEC_TEST_CLIPS = 32
+
+
+def run_fit_codec_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from animatex_pp.demo.codec import Clips, CodecFitConfig, fit_codec
+    from animatex_pp.synthx.build import BuildConfig, build
+
+    out = output_folder(args.fit_codec, "--fit-codec", "the codec fit")
+    defaults = CodecFitConfig()
+    config = CodecFitConfig(
+        steps=defaults.steps if args.codec_steps is None else args.codec_steps,
+        warm_steps=defaults.warm_steps if args.codec_warm_steps is None else args.codec_warm_steps,
+    )
+    config.check()
+    torch.set_num_threads(args.threads or 1)
+    synthx = out / "synthx"
+    if not (synthx / "train.jsonl").is_file():
+        build(synthx, BuildConfig(train=CODEC_TRAIN_CLIPS, test=CODEC_TEST_CLIPS, seed=0), progress=not args.quiet)
+    result = fit_codec(synthx / "train.jsonl", Clips.load(synthx / "test_x.jsonl"), out, config, resume=True,
+                       progress=not args.quiet)  # fmt: skip
+    numbers = f"frame {result['psnr']:.2f} dB, character {result['character_psnr']:.2f} dB"
+    numbers += f", background {result['background_psnr']:.2f} dB, reversal gap {result['reversal_gap_db']:+.2f} dB"
+    print(f"held-out test_x: {numbers}")
+    print(f"done in {result['fit_time_s']:.0f} s of fitting: {out}")
+    return 0
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
+    demo_only = {"--quick": args.quick, "--ablation": args.ablation, "--steps": args.steps is not None,
+                 "--vae-steps": args.vae_steps is not None}  # fmt: skip
+    codec_only = {
+        "--codec-steps": args.codec_steps is not None,
+        "--codec-warm-steps": args.codec_warm_steps is not None,
+    }
+    if args.fit_codec is not None:
+        if any(demo_only.values()):
+            raise ValueError(
+                f"--fit-codec fits the codec alone: drop {', '.join(k for k, v in demo_only.items() if v)}"
+            )
+        return run_fit_codec_command(args)
+    if any(codec_only.values()):
+        raise ValueError(f"{', '.join(k for k, v in codec_only.items() if v)} only go with --fit-codec OUT")
     from animatex_pp.demo import QUICK, DemoConfig, run_demo
 
     out = output_folder(args.out, "--out", "the demo")
@@ -50,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--vae-steps",
         type=positive_int,
-        help="VAE fitting steps on 5-frame crops (default: 400), before 150 on whole clips",
+        help="codec fitting steps (default: 400), before 150 more (cycles of 4 crop steps, 1 whole-clip step)",
     )
     demo.add_argument(
         "--ablation",
@@ -61,4 +111,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads", type=positive_int, help="torch threads (default: 1, fastest on a shared 2-core machine)"
     )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--fit-codec", metavar="OUT", help="instead of the demo, the research codec fit into OUT")
+    demo.add_argument("--codec-steps", type=positive_int, help="with --fit-codec: end-to-end steps (default: 18000)")
+    demo.add_argument(
+        "--codec-warm-steps", type=non_negative_int, help="with --fit-codec: warm-start steps (default: 600)"
+    )
     demo.set_defaults(handler=run_demo_command)
