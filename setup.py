@@ -31,7 +31,8 @@ CORE_REQUIREMENTS = [
     "av>=14",
     "hydra-core>=1.3",
     "omegaconf>=2.3",
-    "deepspeed>=0.16",
+    # ZeRO-3 with non-reentrant gradient checkpointing and a frozen base fails before 0.19.8
+    "deepspeed>=0.19.8",
     "peft>=0.15",
     "ftfy>=6.2",
     "numpy>=1.26",

@@ -54,6 +54,7 @@ from animatex_pp.models.transformer import AnimateXTransformer3DModel  # noqa: E
 from animatex_pp.pipelines.conditioning import resize_frames  # noqa: E402
 from animatex_pp.pose.sequence import PoseSequence  # noqa: E402
 from animatex_pp.testing import tiny_pipeline  # noqa: E402
+from animatex_pp.training.step import unit_pose  # noqa: E402
 
 VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "assets" / "videos"
 # Past this, precompute stops at a shard boundary and the rest of the clips are left out: the read rate does not
@@ -181,8 +182,8 @@ class TinyStep:
             "timestep": 1000 * sigma,
             "encoder_hidden_states": batch["prompt_embeds"],
             "encoder_hidden_states_image": batch["image_embeds"],
-            "pose_video": batch["pose_video"],
-            "reference_pose": batch["reference_pose"],
+            "pose_video": unit_pose(batch, "pose_video"),
+            "reference_pose": unit_pose(batch, "reference_pose"),
             "pose_keypoints": batch["pose_keypoints"],
             "driving_image_embeds": batch["driving_embeds"],
         }

@@ -17,11 +17,15 @@ two workers share the cores), so they run fewer steps.
 
 The trainer is not edited: this process wraps the functions the loop calls with timers (the loss, i.e. the
 forward; the DeepSpeed engine's backward and step; the loader's next batch and within it the sampler, the dataset
-read and collate; the encoders; the all-reduces of the finite check and the logged loss; the checkpoint; the
-TensorBoard writes). What no timer covers (losses.jsonl, the progress bar, Python between calls) is "other". The
-first `--warmup` steps of a run are not counted; the window ends when the loop closes its progress bar, so it
-holds the final checkpoint. With `--repeats` > 1 the rows are run interleaved and the median of each figure kept.
-`--threads` sets torch's intra-op threads of the one-process rows; the local launcher gives each ZeRO-2 worker one.
+read and collate; the encoders; the finite check (its all-reduce) and the loss all-reduce (each counted micro-step's
+loss averaged over ranks); the checkpoint; the TensorBoard writes). What no timer covers (losses.jsonl, the progress
+bar, Python between calls) is "other". The first `--warmup` steps of a run are not counted; the window ends when
+the loop closes its progress bar, so it holds the final checkpoint. On a CUDA device every timer first waits for
+the device (`torch.cuda.synchronize`): CUDA calls return once their work is queued, so a host clock alone would
+time the launches. The waits serialise host and device at each boundary, so a run takes longer than the trainer's
+loop alone, which marks the device's timeline with events instead (`DeviceClock`). With `--repeats` > 1 the rows
+are run interleaved and the median of each figure kept. `--threads` sets torch's intra-op threads of the
+one-process rows; the local launcher gives each ZeRO-2 worker one.
 """
 
 from __future__ import annotations
@@ -83,7 +87,14 @@ ROWS = {
 }
 COMPUTE = ("forward", "backward", "optimizer")
 DATA_PARTS = ("sampler", "read", "collate")
-REST = ("encode", "sync", "checkpoint", "tensorboard")
+REST = ("encode", "finite check", "loss all-reduce", "checkpoint", "tensorboard")
+
+
+def _now() -> float:
+    """The host clock, once the current CUDA device (the one `init_world` set) has done the work queued on it."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 class LoopTimer:
@@ -98,7 +109,7 @@ class LoopTimer:
     def next_step(self) -> None:
         self.step += 1
         if self.step == self.warmup:
-            self.began = time.perf_counter()
+            self.began = _now()
 
     def add(self, part: str, seconds: float) -> None:
         if self.step >= self.warmup and self.ended is None:
@@ -106,7 +117,7 @@ class LoopTimer:
 
     def end(self) -> None:
         if self.began is not None and self.ended is None:
-            self.ended = time.perf_counter()
+            self.ended = _now()
 
     def result(self) -> dict:
         return {"steps": self.step + 1 - self.warmup, "window": self.ended - self.began, "parts": dict(self.parts)}
@@ -124,11 +135,11 @@ class _Timed:
         self.part, self.function = part, function
 
     def __call__(self, *args, **kwargs):
-        begin = time.perf_counter()
+        begin = _now()
         try:
             return self.function(*args, **kwargs)
         finally:
-            _timer.add(self.part, time.perf_counter() - begin)
+            _timer.add(self.part, _now() - begin)
 
     def __get__(self, instance, owner=None):
         # as a class attribute (Dataset.__getitem__), bind like the function it stands for
@@ -150,12 +161,12 @@ class _TimedLoader(DataLoader):
         batches = super().__iter__()
         while True:
             _timer.next_step()
-            begin = time.perf_counter()
+            begin = _now()
             try:
                 batch = next(batches)
             except StopIteration:
                 return
-            _timer.add("data", time.perf_counter() - begin)
+            _timer.add("data", _now() - begin)
             yield batch
 
 
@@ -185,8 +196,8 @@ def install_timers() -> None:
     training_metrics.tqdm = _TimedBar
     TrainingLoss.__call__ = _Timed("forward", TrainingLoss.__call__)
     trainer.collate = _Timed("collate", trainer.collate)
-    trainer._all_ranks_finite = _Timed("sync", trainer._all_ranks_finite)
-    trainer._mean_over_ranks = _Timed("sync", trainer._mean_over_ranks)
+    trainer._all_ranks_finite = _Timed("finite check", trainer._all_ranks_finite)
+    trainer._mean_over_ranks = _Timed("loss all-reduce", trainer._mean_over_ranks)
     CheckpointManager.save = _Timed("checkpoint", CheckpointManager.save)
     deepspeed.initialize = _timed_initialize(deepspeed.initialize)
     TaskMixingSampler.batch_at = _Timed("sampler", TaskMixingSampler.batch_at)
@@ -309,7 +320,7 @@ def main() -> None:
     for name, out in medians.items():
         print(f"| {name} | " + " | ".join(f"{1000 * out[f'{part} s']:.1f}" for part in parts) + " |")
 
-    print("\ntrain()'s own metrics (whole run, warm-up included; its compute also holds encode and sync):\n")
+    print("\ntrain()'s own metrics (whole run, warm-up included; its compute also holds the finite check):\n")
     print("| config | compute_share | data_wait_share |\n|---|---|---|")
     for name, out in medians.items():
         print(f"| {name} | {out['trainer compute_share']:.1%} | {out['trainer data_wait_share']:.1%} |")

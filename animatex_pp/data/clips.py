@@ -4,15 +4,18 @@ A `ClipDataset` is map-style, indexed by `SampleKey(step, rank, index)` (the `Ta
 key's clip is read with a window, a reference frame and an EPI augmentation that are all drawn from `(seed, step,
 rank, index)` (`animatex_pp.data.randomness`), so the same key gives the same sample in any process.
 
-A sample holds named tensors:
+A sample holds named tensors; its images are uint8 in [0, 255], converted to floats on the training device by
+their consumers (`animatex_pp.data.encode` for the VAE and CLIP, `animatex_pp.training.step` for the pose streams):
+a float32 480 x 832 x 81 video would be 388 MB through a loader worker's shared memory and the copy to the device,
+its uint8 97 MB, and the floats are the same.
 
-- `frames` (3, F, H, W) in [-1, 1]: F = `num_frames` (4k + 1) frames at a random stride in [1, `max_stride`] from a
+- `frames` uint8 (3, F, H, W): F = `num_frames` (4k + 1) frames at a random stride in [1, `max_stride`] from a
   random start, resized to the clip's resolution bucket with the pipeline's own image processor;
-- `reference` (3, H, W) in [-1, 1]: animation: a random frame of the whole video, inside or outside the window
+- `reference` uint8 (3, H, W): animation: a random frame of the whole video, inside or outside the window
   (UniAnimate-DiT's practice), or the clip's `reference` image; ti2v: the clip's first frame;
 - animation only, all prepared by `animatex_pp.pipelines.conditioning.prepare_pose` (the pipeline's own code) from one
-  pose, the window's pose after EPI augmentation: `pose_video` (3, F, H, W) in [0, 1], `pose_keypoints`
-  (F, 18, 2) and `reference_pose` (3, H, W) in [0, 1] (the reference frame's own, unaugmented pose); and
+  pose, the window's pose after EPI augmentation: `pose_video` uint8 (3, F, H, W), `pose_keypoints`
+  (F, 18, 2) float32 and `reference_pose` uint8 (3, H, W) (the reference frame's own, unaugmented pose); and
   `driving_frames` uint8 (F, H, W, 3), the window's frames, whose CLIP features feed the IPI;
 - `caption` (str), `task` (str), `key` (3,) int64 and `replaced` (int): how many clips failed to decode before
   this one was read in their place.
@@ -37,7 +40,7 @@ from torch.utils.data import Dataset, default_collate
 from animatex_pp.data.buckets import Bucket, check_buckets, nearest_bucket
 from animatex_pp.data.metadata import ClipRecord
 from animatex_pp.data.randomness import numpy_generator
-from animatex_pp.io.frames import signed_to_uint8, to_signed, to_unit
+from animatex_pp.io.frames import signed_to_uint8
 from animatex_pp.io.video import count_selected, iter_video, source_frame_index
 from animatex_pp.pipelines.conditioning import prepare_pose
 from animatex_pp.pipelines.geometry import VaeFactors
@@ -164,11 +167,11 @@ def pose_inputs(
         keypoint_conf_threshold=config.keypoint_conf_threshold,
     )
     return {
-        # (F, H, W, 3) uint8 -> (3, F, H, W) in [0, 1]
-        "pose_video": to_unit(torch.from_numpy(prepared.pose_frames).permute(3, 0, 1, 2)),
+        # (F, H, W, 3) -> (3, F, H, W), uint8
+        "pose_video": torch.from_numpy(prepared.pose_frames).permute(3, 0, 1, 2),
         "pose_keypoints": torch.from_numpy(prepared.keypoints),
-        # (H, W, 3) uint8 -> (3, H, W) in [0, 1]
-        "reference_pose": to_unit(torch.from_numpy(prepared.reference_pose).permute(2, 0, 1)),
+        # (H, W, 3) -> (3, H, W), uint8
+        "reference_pose": torch.from_numpy(prepared.reference_pose).permute(2, 0, 1),
     }
 
 
@@ -289,10 +292,10 @@ class ClipDataset(Dataset):
         record = self.records[key.index]
         height, width = self.buckets[key.index]
         sample: dict[str, Any] = {
-            # uint8 (F, H, W, 3) -> (3, F, H, W) in [-1, 1]
-            "frames": to_signed(torch.from_numpy(raw.frames).permute(3, 0, 1, 2)),
-            # uint8 (H, W, 3) -> (3, H, W) in [-1, 1]
-            "reference": to_signed(torch.from_numpy(raw.reference).permute(2, 0, 1)),
+            # (F, H, W, 3) -> (3, F, H, W), uint8
+            "frames": torch.from_numpy(raw.frames).permute(3, 0, 1, 2),
+            # (H, W, 3) -> (3, H, W), uint8
+            "reference": torch.from_numpy(raw.reference).permute(2, 0, 1),
             "caption": record.caption,
             "task": record.task,
             "key": torch.tensor(key, dtype=torch.int64),

@@ -11,7 +11,11 @@ Model inputs (B samples of one task):
 - `condition` (B, 4 + 16, F_lat, h, w): the I2V mask and the latent of the reference as frame 0;
 - `prompt_embeds` (B, 512, D_text); `image_embeds` (B, 257, D_image) when the transformer takes image tokens;
 - animation: `driving_embeds` (B, F, D_clip) when the IPI runs, and the pose tensors passed through unchanged
-  (`pose_video`, `pose_keypoints`, `reference_pose`), which the trainable pose streams encode in the step.
+  (`pose_video`, `pose_keypoints`, `reference_pose`; the images uint8), which the trainable pose streams encode in
+  the step.
+
+The batch's images come uint8 (`animatex_pp.data.clips`); they are copied to the device as such, without blocking
+the host (from pinned memory when the trainer's loader pins it), and become floats there.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import torch
 from diffusers.pipelines.wan.pipeline_wan_i2v import retrieve_latents
 from diffusers.utils.torch_utils import get_module_execution_device
 
-from animatex_pp.io.frames import signed_to_uint8
+from animatex_pp.io.frames import to_signed
 from animatex_pp.pipelines.pipeline_animatex import WAN_TEXT_TOKENS, AnimateXPipeline
 
 POSE_TENSORS = ("pose_video", "pose_keypoints", "reference_pose")
@@ -33,9 +37,9 @@ ENCODED_TENSORS = ("latents", "condition", "prompt_embeds", "image_embeds", "dri
 
 
 def _uint8_images(images: torch.Tensor) -> list[PIL.Image.Image]:
-    """(B, 3, H, W) in [-1, 1] -> PIL images, the input Wan's CLIP image processor takes at inference."""
+    """uint8 (B, 3, H, W) -> PIL images, the input Wan's CLIP image processor takes at inference."""
     # (B, 3, H, W) -> (B, H, W, 3)
-    pixels = signed_to_uint8(images.permute(0, 2, 3, 1)).cpu().numpy()
+    pixels = images.permute(0, 2, 3, 1).cpu().numpy()
     return [PIL.Image.fromarray(image) for image in pixels]
 
 
@@ -57,14 +61,14 @@ class ConditionEncoder:
         batch_size, _, num_frames, _, _ = frames.shape
         vae_device = get_module_execution_device(pipe.vae)
 
-        video = frames.to(vae_device, pipe.vae.dtype)
+        # uint8 -> [-1, 1] on the VAE's device, then its dtype
+        video = to_signed(frames.to(vae_device, non_blocking=True)).to(pipe.vae.dtype)
         latents = pipe.normalize_latents(retrieve_latents(pipe.vae.encode(video), sample_mode="argmax").float())
+        references = to_signed(reference.to(device, non_blocking=True))
         condition = torch.cat(
-            [
-                pipe.prepare_condition(reference[i : i + 1].to(device).float(), 1, num_frames, torch.float32, device)
-                for i in range(batch_size)
-            ]
-        )
+            [pipe.prepare_condition(references[i : i + 1], 1, num_frames, torch.float32, device)
+             for i in range(batch_size)]
+        )  # fmt: skip
         prompt_embeds, _ = pipe.encode_prompt(
             prompt=list(batch["caption"]),
             do_classifier_free_guidance=False,
@@ -75,7 +79,7 @@ class ConditionEncoder:
         if pipe.transformer.config.image_dim is not None:
             inputs["image_embeds"] = pipe.encode_image(_uint8_images(reference), device).float()
         if "pose_video" in batch:
-            inputs.update({name: batch[name].to(device) for name in POSE_TENSORS})
+            inputs.update({name: batch[name].to(device, non_blocking=True) for name in POSE_TENSORS})
             if self.uses_ipi:
                 driving = batch["driving_frames"].cpu().numpy()
                 inputs["driving_embeds"] = torch.stack(

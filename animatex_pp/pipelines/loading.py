@@ -37,9 +37,11 @@ def component_dtypes(dtype: torch.dtype | str) -> dict[str, torch.dtype]:
     return {**dict.fromkeys(FLOAT32_COMPONENTS, torch.float32), "default": _as_dtype(dtype)}
 
 
-def load_pipeline(folder: str | os.PathLike, dtype: torch.dtype | str = torch.float32) -> AnimateXPipeline:
+def load_pipeline(
+    folder: str | os.PathLike, dtype: torch.dtype | str = torch.float32, **components: torch.nn.Module
+) -> AnimateXPipeline:
     """`AnimateXPipeline.from_pretrained(folder)` with the VAE and CLIPs in float32 and the rest in `dtype`
-    (a torch dtype, or "bf16", "fp16", "fp32").
+    (a torch dtype, or "bf16", "fp16", "fp32"); `components` given by name are used instead of the folder's.
 
     Raises:
         ValueError: the folder is incomplete or damaged (a weight file missing or cut short, unreadable JSON).
@@ -49,7 +51,7 @@ def load_pipeline(folder: str | os.PathLike, dtype: torch.dtype | str = torch.fl
     folder = Path(folder)
     check_pipeline_folder(folder, "the pipeline folder", REBUILD_HINT)
     try:
-        return AnimateXPipeline.from_pretrained(folder, dtype=component_dtypes(dtype))
+        return AnimateXPipeline.from_pretrained(folder, dtype=component_dtypes(dtype), **components)
     except (OSError, SafetensorError) as error:
         raise ValueError(
             f"{folder} could not be loaded as a pipeline ({str(error).splitlines()[0]}): the folder is incomplete or "

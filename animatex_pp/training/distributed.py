@@ -9,6 +9,7 @@ local workers through torch's elastic launch API, or a single process makes a wo
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import socket
 import time
@@ -22,6 +23,8 @@ from animatex_pp.training.schema import DeepSpeedConfig
 
 # The environment variables `init_world` set itself (none when a launcher made the world).
 _OWN_WORLD: dict[str, str] = {}
+# ZeRO-3 with non-reentrant gradient checkpointing and a frozen base fails in older DeepSpeed releases.
+ZERO3_MIN_DEEPSPEED = "0.19.8"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +64,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def init_world() -> World:
-    """Join (or, alone, create) the process group with the backend the device needs."""
+def init_world(timeout_minutes: float) -> World:
+    """Join (or, alone, create) the process group with the backend the device needs.
+
+    `timeout_minutes` bounds every collective (`trainer.collective_timeout_minutes`): rank 0 alone validates and
+    exports while the other ranks wait in their next collective, and NCCL's own default (10 minutes) would end a run
+    whose export of the 14B model takes longer.
+    """
     import deepspeed
     import deepspeed.ops
 
@@ -83,7 +91,8 @@ def init_world() -> World:
         # DeepSpeed would otherwise build its shared-memory communication op at init, which takes minutes on CPU.
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     if not torch.distributed.is_initialized():
-        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
+        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False,
+                                   timeout=datetime.timedelta(minutes=timeout_minutes))  # fmt: skip
     return World(
         rank=torch.distributed.get_rank(),
         world_size=torch.distributed.get_world_size(),
@@ -124,8 +133,28 @@ def bf16_enabled(setting: str, device: torch.device) -> bool:
     return setting.lower() == "true"
 
 
+def check_deepspeed_version(stage: int) -> None:
+    """Refuse a ZeRO-3 run on a DeepSpeed older than `ZERO3_MIN_DEEPSPEED`, before any model loads."""
+    import deepspeed
+    from packaging.version import Version
+
+    if stage == 3 and Version(deepspeed.__version__) < Version(ZERO3_MIN_DEEPSPEED):
+        raise RuntimeError(
+            f"deepspeed.stage=3 needs DeepSpeed >= {ZERO3_MIN_DEEPSPEED} (ZeRO-3 with gradient checkpointing and a "
+            f"frozen base fails before it), but {deepspeed.__version__} is installed: pip install "
+            f"'deepspeed>={ZERO3_MIN_DEEPSPEED}', or train with deepspeed=zero2"
+        )
+
+
 def deepspeed_config(ds: DeepSpeedConfig, batch_size: int, device: torch.device) -> dict[str, Any]:
-    """The DeepSpeed config dict for the `deepspeed` config group (its combinations are checked by the schema)."""
+    """The DeepSpeed config dict for the `deepspeed` config group (its combinations are checked by the schema).
+
+    bf16 is DeepSpeed's `torch_autocast`, not its `bf16` mode: that mode casts every parameter to bf16, which rounds
+    the frozen weights and the modules Wan keeps in fp32 (`_keep_in_fp32_modules`: norms, time embedder, modulation
+    table), and the export would write them rounded. Under autocast the parameters keep the dtype they were loaded
+    in, the trainable ones fp32 (`model.cast_trainable_to_fp32`), and the matrix products run in bf16.
+    """
+    check_deepspeed_version(ds.stage)
     zero: dict[str, Any] = {"stage": ds.stage}
     if ds.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": device.type == "cuda"}
@@ -139,7 +168,7 @@ def deepspeed_config(ds: DeepSpeedConfig, batch_size: int, device: torch.device)
         "gradient_accumulation_steps": ds.gradient_accumulation_steps,
         "gradient_clipping": ds.gradient_clipping,
         "zero_optimization": zero,
-        "bf16": {"enabled": bf16_enabled(ds.bf16, device)},
+        "torch_autocast": {"enabled": bf16_enabled(ds.bf16, device), "dtype": "bfloat16"},
         # a torch optimizer is passed in; with CPU offload DeepSpeed would otherwise insist on its own CPU Adam
         "zero_force_ds_cpu_optimizer": False,
         "zero_allow_untested_optimizer": True,

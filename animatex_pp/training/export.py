@@ -20,18 +20,37 @@ PIPELINE_FOLDER = "pipeline"
 
 
 def gathered_state(model: torch.nn.Module, trainable_only: bool, is_main: bool) -> dict[str, torch.Tensor]:
-    """Whole parameters on rank 0's CPU (buffers are rebuilt from the config), gathered one at a time under ZeRO-3
-    so that no rank holds the whole model on its device; a collective call (other ranks get an empty dict)."""
+    """Whole parameters in fp32 on rank 0's CPU (buffers are rebuilt from the config), gathered one at a time under
+    ZeRO-3 so that no rank holds the whole model on its device; a collective call (other ranks get an empty dict).
+
+    A trainable parameter comes from the optimizer's fp32 master (`deepspeed.utils.safe_get_full_fp32_param`) where
+    the engine keeps one apart from the weight the forward reads, which may be its 16-bit rounding.
+    """
     import deepspeed
+    from deepspeed.utils import safe_get_full_fp32_param
 
     state = {}
     for name, parameter in model.named_parameters():
         if trainable_only and not parameter.requires_grad:
             continue
+        master = safe_get_full_fp32_param(parameter) if parameter.requires_grad else None
+        if master is not None:
+            if is_main:
+                state[name] = master.detach().float().cpu().clone()
+            continue
         with deepspeed.zero.GatheredParameters([parameter], modifier_rank=None):
             if is_main:
                 state[name] = parameter.detach().float().cpu().clone()
     return state
+
+
+def cast_parameters_like(model: torch.nn.Module, template: torch.nn.Module) -> torch.nn.Module:
+    """`model` with each parameter in the dtype of `template`'s parameter of that name; buffers (Wan's rotary
+    tables) keep theirs, as `ModelMixin.from_pretrained` keeps them: a bf16 rotary table shifts every position."""
+    dtypes = {name: parameter.dtype for name, parameter in template.named_parameters()}
+    for name, parameter in model.named_parameters():
+        parameter.data = parameter.data.to(dtypes[name])
+    return model
 
 
 def materialize(template: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.Module:

@@ -4,6 +4,10 @@ the final metrics. Rank 0 writes; every rank keeps the same history (each loss i
 `losses.jsonl` holds one row per optimizer step: `step` (1 is the first update), `loss` (the mean of its
 micro-steps'), `tasks` and `micro_losses` (each micro-step's task and loss, in order). A resumed run keeps the rows
 up to its checkpoint and trains the later steps again.
+
+Reading a loss back from an accelerator is a host sync, which stalls the host's queue of work: a step's losses and
+times stay on the device (`StepRecord.pending_losses`, `DeviceClock` marks) until the logger reads every pending
+step back at once (`MetricsLogger.flush`), at each `trainer.log_every`-th step, before a checkpoint and at the end.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from animatex_pp.io.files import atomic_output
@@ -25,9 +30,41 @@ METRICS_FILE = "metrics.json"
 TASKS = ("animation", "ti2v")
 
 
+class DeviceClock:
+    """The loop's timer, on the timeline of the device that runs the work.
+
+    CUDA runs kernels asynchronously: a host clock read when a call returns measures the launch, not the work. On a
+    CUDA device a mark is therefore an event recorded on the device's current stream, and `seconds` waits until the
+    device has passed the later mark; the time between two marks is then the device's, idle time included (a data
+    wait is the time the device had nothing queued). Events rather than a `torch.cuda.synchronize` at each mark: the
+    host keeps queueing work ahead of the device between reads. On the CPU the work is done when a call returns, and
+    a mark is the host clock.
+    """
+
+    def __init__(self, device: torch.device | str):
+        self.device = torch.device(device)
+        self.on_cuda = self.device.type == "cuda"
+
+    def mark(self) -> Any:
+        """A point in time: a recorded CUDA event, or the host clock's reading."""
+        if not self.on_cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record(torch.cuda.current_stream(self.device))
+        return event
+
+    def seconds(self, start: Any, end: Any) -> float:
+        """The seconds from mark `start` to mark `end` (on CUDA, once the device has reached `end`)."""
+        if not self.on_cuda:
+            return end - start
+        end.synchronize()
+        return start.elapsed_time(end) / 1000.0
+
+
 @dataclasses.dataclass
 class StepRecord:
-    """One optimizer step as the trainer ran it."""
+    """One optimizer step as the trainer ran it: its losses and times are filled in by `resolve`, when the logger
+    reads them back from the device."""
 
     step: int
     # the micro-steps that counted (finite loss): their tasks and losses
@@ -41,6 +78,21 @@ class StepRecord:
     wait_s: float = 0.0
     encode_s: float = 0.0
     compute_s: float = 0.0
+    # until `resolve`: each counted micro-step's loss (a one-element tensor on the device) and the marks
+    # (`DeviceClock`) bounding each timed part, as (field, start, end)
+    pending_losses: list[torch.Tensor] = dataclasses.field(default_factory=list)
+    pending_times: list[tuple[str, Any, Any]] = dataclasses.field(default_factory=list)
+
+    def time(self, field: str, start: Any, end: Any) -> None:
+        """Add the time between two marks to `field` (`wait_s`, `encode_s`, `compute_s`) when the step resolves."""
+        self.pending_times.append((field, start, end))
+
+    def resolve(self, losses: list[float], clock: DeviceClock) -> None:
+        """The pending losses, as read back, and the pending times, read from `clock`."""
+        self.losses = losses
+        for field, start, end in self.pending_times:
+            setattr(self, field, getattr(self, field) + clock.seconds(start, end))
+        self.pending_losses, self.pending_times = [], []
 
     @property
     def loss(self) -> float:
@@ -60,13 +112,16 @@ class StepRecord:
 
 class MetricsLogger:
     """`losses.jsonl`, TensorBoard (`writer`, None off rank 0 or without `logger.tensorboard`), the progress bar and
-    the final metrics of the steps after `first_step` (0, or the step a run resumed at)."""
+    the final metrics of the steps after `first_step` (0, or the step a run resumed at), timed by `clock`."""
 
     def __init__(self, run_dir: Path, is_main: bool, tensorboard: bool, log_every: int, first_step: int,
-                 max_steps: int, samples_per_micro_step: int):  # fmt: skip
+                 max_steps: int, samples_per_micro_step: int, clock: DeviceClock):  # fmt: skip
         self.run_dir, self.is_main, self.log_every = run_dir, is_main, log_every
         self.samples_per_micro_step = samples_per_micro_step
+        self.clock = clock
         self.records: list[StepRecord] = []
+        self.pending: list[StepRecord] = []  # logged, not yet read back from the device
+        self.rates: dict[str, float] = {}
         self.writer = None
         if is_main and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -75,7 +130,7 @@ class MetricsLogger:
         if is_main:
             self._keep_rows_up_to(first_step)
         self.bar = tqdm(total=max_steps, initial=first_step, desc="training", unit="step", disable=not is_main)
-        self.started = time.perf_counter()
+        self.started = clock.mark()
 
     def _keep_rows_up_to(self, step: int) -> None:
         path = self.run_dir / LOSSES_FILE
@@ -85,33 +140,57 @@ class MetricsLogger:
         with atomic_output(path) as temporary:
             temporary.write_text("".join(f"{line}\n" for line in kept))
 
-    def log(self, record: StepRecord, rates: dict[str, float], grad_norm: float | None) -> None:
-        """Record a step; `rates` are the parameter groups' learning rates after its update."""
-        self.records.append(record)
-        if not self.is_main:
-            return
-        row = {"step": record.step, "loss": record.loss, "tasks": record.tasks, "micro_losses": record.losses}
-        with open(self.run_dir / LOSSES_FILE, "a") as file:
-            file.write(json.dumps(row) + "\n")
-        self.bar.set_postfix(loss=f"{record.loss:.4f}", task="+".join(sorted(set(record.tasks))),
-                             lr=f"{max(rates.values()):.2e}")  # fmt: skip
+    def due(self, step: int) -> bool:
+        """Whether `step` is a log step (the trainer reads the gradient norm only then)."""
+        return step % self.log_every == 0
+
+    def log(self, record: StepRecord, rates: dict[str, float], grad_norm: torch.Tensor | float | None) -> None:
+        """Record a step; `rates` are the parameter groups' learning rates after its update, `grad_norm` the
+        gradient norm of a log step (None otherwise). A log step reads back every pending step and writes it."""
+        self.pending.append(record)
+        self.rates = rates
         self.bar.update()
-        if self.writer is not None and record.step % self.log_every == 0:
+        if not self.due(record.step):
+            return
+        self.flush()
+        if self.writer is not None:
             for task, loss in record.task_losses().items():
                 self.writer.add_scalar(f"loss/{task}", loss, record.step)
             for group, rate in rates.items():
                 self.writer.add_scalar(f"lr/{group}", rate, record.step)
             if grad_norm is not None:
-                self.writer.add_scalar("grad_norm", grad_norm, record.step)
-            elapsed = max(time.perf_counter() - self.started, 1e-9)
+                self.writer.add_scalar("grad_norm", float(grad_norm), record.step)
+            elapsed = max(self.clock.seconds(self.started, self.clock.mark()), 1e-9)
             samples = sum(entry.micro_steps for entry in self.records) * self.samples_per_micro_step
             self.writer.add_scalar("throughput/samples_per_s", samples / elapsed, record.step)
             waited = sum(entry.wait_s for entry in self.records)
             self.writer.add_scalar("throughput/data_wait_share", waited / elapsed, record.step)
 
+    def flush(self) -> None:
+        """Read the pending steps back from the device, all their losses in one host sync, and write their rows."""
+        if not self.pending:
+            return
+        losses = torch.cat([loss for record in self.pending for loss in record.pending_losses]).tolist()
+        for record in self.pending:
+            counted = len(record.pending_losses)
+            record.resolve(losses[:counted], self.clock)
+            losses = losses[counted:]
+        self.records += self.pending
+        if self.is_main:
+            rows = [{"step": record.step, "loss": record.loss, "tasks": record.tasks, "micro_losses": record.losses}
+                    for record in self.pending]  # fmt: skip
+            with open(self.run_dir / LOSSES_FILE, "a") as file:
+                file.write("".join(json.dumps(row) + "\n" for row in rows))
+            last = self.pending[-1]
+            self.bar.set_postfix(loss=f"{last.loss:.4f}", task="+".join(sorted(set(last.tasks))),
+                                 lr=f"{max(self.rates.values()):.2e}")  # fmt: skip
+        self.pending = []
+
     def summary(self) -> dict[str, Any]:
-        """The run's metrics: losses over the last (and first) fifth of its steps, counts, throughput, shares."""
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        """The run's metrics: losses over the last (and first) fifth of its steps, counts, throughput, shares (each
+        of the time on the device's timeline: docs/training.md, "Throughput and shares")."""
+        self.flush()
+        elapsed = max(self.clock.seconds(self.started, self.clock.mark()), 1e-9)
         losses = [record.loss for record in self.records]
         micro_steps = sum(record.micro_steps for record in self.records)
         metrics = {

@@ -10,8 +10,11 @@ Their `..._all_live(model)` variants count a model's parameters once per `data_p
 tensor, so the counts are computed here and given to the `..._all_cold` variants. DeepSpeed assumes every parameter
 trains (16-bit weights and gradients, fp32 master weights and Adam states); with adapters only the trainable part
 carries gradients and optimizer states, so the plan gives that estimate as well: DeepSpeed's formula for the
-trainable parameters plus the 16-bit copy of the frozen ones. Activations are not estimated, beyond the hidden
-states every block keeps for backward. Nothing here makes a process group: the estimators only compute and print.
+trainable parameters plus the frozen ones: a 16-bit copy under ZeRO 0-2, fp32 partitions under ZeRO-3 (the trainer
+builds the transformer partitioned, in fp32, under `deepspeed.zero.Init`), plus what ZeRO-3 leaves whole on every GPU:
+the parameters at or below DeepSpeed's persistence threshold and the buffers. Activations are not estimated, beyond
+the hidden states every block keeps for backward. Nothing here makes a process group: the estimators only compute and
+print.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ from animatex_pp.training.schema import ModelConfig, ModelSource, TrainConfig
 PLAN_FILE = "plan.json"
 # The 16-bit weights and activations DeepSpeed's estimates assume (bf16 on GPU).
 HALF_BYTES = 2
+# ZeRO-3 partitions the transformer's weights in fp32 (`training.model.partitioned_transformer`).
+FULL_BYTES = 4
+# DeepSpeed's `stage3_param_persistence_threshold` default: smaller parameters stay whole on every GPU.
+PERSISTENCE_THRESHOLD = 100_000
 GIB = 2**30
 
 
@@ -74,10 +81,18 @@ def vae_factors(model: ModelConfig) -> VaeFactors:
 
 
 def zero_estimate(
-    stage: int, offload_optimizer: bool, offload_param: bool, total: int, trainable: int, largest_layer: int, gpus: int
+    stage: int,
+    offload_optimizer: bool,
+    offload_param: bool,
+    total: int,
+    trainable: int,
+    largest_layer: int,
+    gpus: int,
+    unpartitioned: int = 0,
 ) -> dict[str, Any]:
     """DeepSpeed's model-state memory for this setup: its printed table and, in bytes, the configured option with
-    every parameter trained (DeepSpeed's assumption) and, per GPU, with only the trainable ones (the adapters' case).
+    every parameter trained (DeepSpeed's assumption) and, per GPU, with only the trainable ones (the adapters' case);
+    `unpartitioned` is the bytes ZeRO-3 keeps whole on every GPU (`unpartitioned_bytes`).
 
     No CPU figure for the adapters' case: besides offloaded states, DeepSpeed's CPU column holds the model as every
     rank loads it before partitioning (fp32, frozen weights included), which the adapters do not change.
@@ -94,16 +109,17 @@ def zero_estimate(
     frozen = total - trainable
     table = io.StringIO()
     if stage == 3:
-        # The trainer builds the model before deepspeed.initialize, not under zero.Init.
-        options = {"cpu_offload": offload_optimizer, "cpu_offload_params": offload_param, "zero_init": False}
-        label = f"offload_param={int(offload_param)}, offload_optimizer={int(offload_optimizer)}, zero_init=0"
+        # The trainer builds the transformer partitioned (zero.Init): no rank holds it whole in host memory.
+        options = {"cpu_offload": offload_optimizer, "cpu_offload_params": offload_param, "zero_init": True}
+        label = f"offload_param={int(offload_param)}, offload_optimizer={int(offload_optimizer)}, zero_init=1"
         estimator = "DeepSpeed's ZeRO-3 estimator"
         with contextlib.redirect_stdout(table):
             estimate_zero3_model_states_mem_needs_all_cold(total, largest_layer, num_gpus_per_node=gpus)
         cpu, gpu, _ = estimate_zero3_model_states_mem_needs(total, largest_layer, gpus, **options)
         _, gpu_adapter, _ = estimate_zero3_model_states_mem_needs(trainable, largest_layer, gpus, **options)
-        # ZeRO-3 partitions the frozen weights too, or keeps them on the CPU with offload_param.
-        gpu_adapter += 0 if offload_param else HALF_BYTES * frozen // gpus
+        # ZeRO-3 partitions the frozen weights too (in fp32), or keeps them on the CPU with offload_param; the
+        # persistent small parameters and the buffers stay whole on every GPU.
+        gpu_adapter += (0 if offload_param else FULL_BYTES * frozen // gpus) + unpartitioned
     else:
         partitions = 1 if stage == 0 else gpus
         options = {"cpu_offload": offload_optimizer}
@@ -128,9 +144,18 @@ def zero_estimate(
         "per_gpu_bytes": gpu,
         "per_cpu_bytes": cpu,
         "adapter_per_gpu_bytes": gpu_adapter,
+        "unpartitioned_per_gpu_bytes": unpartitioned if stage == 3 else 0,
         # DeepSpeed formats its offload device enum, which Python 3.11+ prints by its qualified name
         "table": table.getvalue().rstrip("\n").replace("OffloadDeviceEnum.cpu", "cpu"),
     }
+
+
+def unpartitioned_bytes(transformer: torch.nn.Module) -> int:
+    """What ZeRO-3 keeps whole on every GPU: the parameters at or below DeepSpeed's persistence threshold (fp32), which
+    it does not partition after the first forward, and the buffers (the rotary tables), which it never partitions."""
+    persistent = sum(p.numel() for p in transformer.parameters() if p.numel() <= PERSISTENCE_THRESHOLD)
+    buffers = sum(buffer.numel() * buffer.element_size() for buffer in transformer.buffers())
+    return FULL_BYTES * persistent + buffers
 
 
 def activation_side(config: TrainConfig, model_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -175,7 +200,8 @@ def plan(config: TrainConfig) -> dict[str, Any]:
     trainable = sum(group.count for group in groups)
     largest_layer = max(sum(p.numel() for p in module.parameters(recurse=False)) for module in transformer.modules())
     gpus = config.trainer.num_processes
-    memory = zero_estimate(ds.stage, ds.offload_optimizer, ds.offload_param, total, trainable, largest_layer, gpus)
+    memory = zero_estimate(ds.stage, ds.offload_optimizer, ds.offload_param, total, trainable, largest_layer, gpus,
+                           unpartitioned_bytes(transformer))  # fmt: skip
     activations = activation_side(config, transformer.config)
     result = {
         "mode": "plan",
@@ -204,7 +230,9 @@ def plan(config: TrainConfig) -> dict[str, Any]:
         f"configured ({memory['options']}): {_gib(memory['per_gpu_bytes'])} per GPU, "
         f"{_gib(memory['per_cpu_bytes'])} CPU\n"
         f"with the adapters (gradients and optimizer states for the {trainable:,} trainable parameters only, the "
-        f"frozen ones as 16-bit weights): {_gib(memory['adapter_per_gpu_bytes'])} per GPU\n"
+        f"frozen ones as {'fp32 partitions' if ds.stage == 3 else '16-bit weights'}"
+        f"{', and ' + _gib(memory['unpartitioned_per_gpu_bytes']) + ' left whole' if ds.stage == 3 else ''}): "
+        f"{_gib(memory['adapter_per_gpu_bytes'])} per GPU\n"
         f"activations: not estimated; tokens per sample: {tokens} ({activations['latent_frames']} latent frames); "
         f"the block inputs kept for backward alone take at least {_gib(activations['block_inputs_bytes_per_gpu'])} "
         f"per GPU at batch {config.data.batch_size}",

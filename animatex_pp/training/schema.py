@@ -190,7 +190,8 @@ class DeepSpeedConfig:
     stage: int = 0
     offload_optimizer: bool = False
     offload_param: bool = False
-    # auto: bf16 on CUDA when the GPU supports it, fp32 otherwise; or true / false
+    # mixed precision through torch autocast (the weights keep their dtype; docs/training.md, "bf16"). auto: on CUDA
+    # when the GPU computes in bf16 natively, off otherwise; or true / false
     bf16: str = "auto"
     # micro-steps per optimizer step
     gradient_accumulation_steps: int = 1
@@ -244,9 +245,16 @@ class TrainerConfig:
     nonfinite: NonFinitePolicy = NonFinitePolicy.skip
     max_nonfinite: int = 10
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    # how long a rank waits in a collective: rank 0 alone validates, saves and exports while the others wait
+    collective_timeout_minutes: float = 120.0
 
     def __post_init__(self) -> None:
         _positive("trainer", self, "max_steps", "num_processes", "log_every", "checkpoint_every", "keep_checkpoints")
+        if self.collective_timeout_minutes <= 0:
+            raise ValueError(
+                f"trainer.collective_timeout_minutes must be > 0, got {self.collective_timeout_minutes}: give the "
+                "minutes rank 0's longest export or validation may take"
+            )
         if self.max_nonfinite < 0:
             raise ValueError(f"trainer.max_nonfinite must be >= 0, got {self.max_nonfinite}")
 

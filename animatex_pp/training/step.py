@@ -7,6 +7,10 @@ A ti2v step has no pose, yet every trainable pose-stream parameter must still ge
 gradients in buckets and wait for every parameter's, so a parameter left out of the graph stalls or breaks the
 step. The streams therefore run on zero inputs and their outputs are multiplied by 0: the model sees no pose and
 the streams' gradients are exactly zero. Pose dropout uses the same multiplication per sample.
+
+The rendered skeletons (`pose_video`, `reference_pose`) arrive as uint8, as the data loader sends them (a quarter of
+fp32's bytes through its workers' shared memory and the copy to the device), and become the streams' [0, 1] floats
+here, on the device: the same values as a conversion on the host.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import dataclasses
 import torch
 
 from animatex_pp.data.randomness import torch_generator
+from animatex_pp.io.frames import to_unit
 from animatex_pp.models.transformer import AnimateXTransformer3DModel, PoseConditions
 from animatex_pp.pipelines.geometry import VaeFactors
 from animatex_pp.training.objective import FlowObjective
@@ -52,6 +57,17 @@ def _scaled(conditions: PoseConditions, scale: torch.Tensor) -> PoseConditions:
     return PoseConditions(**fields)
 
 
+def unit_pose(inputs: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    """A rendered skeleton of the inputs, uint8 in [0, 255], as float32 in [0, 1] on its device."""
+    value = inputs[name]
+    if value.dtype != torch.uint8:
+        raise ValueError(
+            f"inputs[{name!r}] is {value.dtype}: the pose streams' images come uint8 in [0, 255], as "
+            "animatex_pp.data.clips.pose_inputs gives them (convert [0, 1] floats with io.frames.unit_to_uint8)"
+        )
+    return to_unit(value)
+
+
 def pose_conditions(
     model: AnimateXTransformer3DModel,
     inputs: dict[str, torch.Tensor],
@@ -64,7 +80,7 @@ def pose_conditions(
     batch_size, _, latent_frames, latent_height, latent_width = latents.shape
     streams = model.streams()
     if "pose_video" in inputs:
-        given = {"pose_video": inputs["pose_video"], "reference_pose": inputs["reference_pose"]}
+        given = {"pose_video": unit_pose(inputs, "pose_video"), "reference_pose": unit_pose(inputs, "reference_pose")}
         if "implicit_pose_indicator" in streams:
             given["pose_keypoints"] = inputs["pose_keypoints"]
             given["driving_image_embeds"] = inputs["driving_embeds"]

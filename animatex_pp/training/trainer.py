@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,8 +43,15 @@ from animatex_pp.training.distributed import (
     register_zero3_external_parameters,
 )
 from animatex_pp.training.export import export
-from animatex_pp.training.metrics import MetricsLogger, StepRecord, write_metrics
-from animatex_pp.training.model import apply_adapters, build_optimizer, build_pipeline, param_groups, trainable_table
+from animatex_pp.training.metrics import DeviceClock, MetricsLogger, StepRecord, write_metrics
+from animatex_pp.training.model import (
+    apply_adapters,
+    build_optimizer,
+    build_pipeline,
+    cast_trainable_to_fp32,
+    param_groups,
+    trainable_table,
+)
 from animatex_pp.training.schema import Mode, NonFinitePolicy, TrainConfig, load_train_config
 from animatex_pp.training.step import TrainingLoss
 
@@ -92,7 +98,7 @@ def check_machine(config: TrainConfig) -> None:
 
 def run_worker(config: TrainConfig) -> dict[str, Any]:
     """One rank's run (every rank runs this; the local launcher spawns it per process)."""
-    world = init_world()
+    world = init_world(config.trainer.collective_timeout_minutes)
     log_file = _log_to_run_folder(Path(config.run_dir)) if world.is_main else None
     trainer = None
     try:
@@ -146,7 +152,9 @@ class Trainer:
     def build(self) -> None:
         """The pipeline, the data, the adapters, the engine, the EMA and the loss, in that order."""
         torch.manual_seed(self.config.seed)
-        self.pipeline = build_pipeline(self.config.model)
+        self.settings = deepspeed_config(self.config.deepspeed, self.config.data.batch_size, self.world.device)
+        # under ZeRO-3 the transformer is built partitioned over the ranks
+        self.pipeline = build_pipeline(self.config.model, self.settings)
         self.factors = VaeFactors.of(self.pipeline.vae)
         self.check_model_fits_data()
         self.dataset, self.encoder, self.sampler = self.build_data()
@@ -221,9 +229,10 @@ class Trainer:
         optimizer, scheduler = build_optimizer(self.groups, self.config.optim, self.config.trainer.max_steps)
         if self.config.deepspeed.stage == 3:
             register_zero3_external_parameters(transformer)
-        settings = deepspeed_config(self.config.deepspeed, self.config.data.batch_size, self.world.device)
+        if self.settings["torch_autocast"]["enabled"]:
+            cast_trainable_to_fp32(transformer)
         engine, _, _, _ = deepspeed.initialize(
-            model=transformer, optimizer=optimizer, lr_scheduler=scheduler, config=settings
+            model=transformer, optimizer=optimizer, lr_scheduler=scheduler, config=self.settings
         )
         return engine
 
@@ -244,12 +253,11 @@ class Trainer:
         """Optimizer step `step`: micro-steps until `gradient_accumulation_steps` of them have a finite loss on
         every rank (DeepSpeed updates the weights after the last), then the EMA."""
         record = StepRecord(step)
-        losses = []  # each counted micro-step's mean over ranks, left on the device until the step ends
-        while len(losses) < self.accumulation:
+        # each counted micro-step's mean over ranks, left on the device until the logger reads it back
+        while len(record.pending_losses) < self.accumulation:
             loss = self.micro_step(record)
             if loss is not None:
-                losses.append(loss)
-        record.losses = torch.cat(losses).tolist()  # one host sync for the step's losses
+                record.pending_losses.append(loss)
         if self.ema is not None:
             self.ema.step()
         return record
@@ -260,18 +268,17 @@ class Trainer:
         micro-batch takes its place), or stops the run (`trainer.nonfinite`)."""
         micro_step = self.next_micro_step
         self.next_micro_step += 1
-        waited = time.perf_counter()
+        waited = self.clock.mark()
         batch = next(self.batches)
-        began = time.perf_counter()
-        record.wait_s += began - waited
-        record.replaced_clips += int(batch["replaced"].sum())
+        began = self.clock.mark()
+        record.time("wait_s", waited, began)
+        record.replaced_clips += int(batch["replaced"].sum())  # a host tensor: no device sync
         if self.encoder is not None:
             inputs = self.encoder.encode(batch, self.world.device)
         else:
-            inputs = {name: value.to(self.world.device) for name, value in batch.items()
-                      if isinstance(value, torch.Tensor)}  # fmt: skip
-        encoded = time.perf_counter()
-        record.encode_s += encoded - began
+            inputs = to_device(batch, self.world.device)
+        encoded = self.clock.mark()
+        record.time("encode_s", began, encoded)
         loss = self.loss(self.engine, self.engine.module, inputs, micro_step, self.world.rank)
         # the one host sync a micro-step needs: whether to run its backward
         if not _all_ranks_finite(loss, self.world.device):
@@ -281,7 +288,7 @@ class Trainer:
         self.nonfinite_in_a_row = 0
         self.engine.backward(loss)
         self.engine.step()  # an update on the accumulation's last micro-step, else accumulation only
-        record.compute_s += time.perf_counter() - encoded
+        record.time("compute_s", encoded, self.clock.mark())
         record.tasks.append(batch["task"][0])
         return _mean_over_ranks(loss, self.world.device)
 
@@ -303,18 +310,19 @@ class Trainer:
         """Optimizer steps `first_step + 1` to `trainer.max_steps`, each logged, then saved and validated when due;
         the metrics of these steps."""
         trainer, data = self.config.trainer, self.config.data
-        loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=data.num_workers,
-                            collate_fn=collate)  # fmt: skip
-        self.batches = iter(loader)
+        self.batches = iter(batch_loader(self.dataset, self.sampler, data.num_workers, self.world.device))
+        self.clock = DeviceClock(self.world.device)
         self.metrics = MetricsLogger(self.run_dir, self.world.is_main, self.config.logger.tensorboard,
                                      trainer.log_every, first_step, trainer.max_steps,
-                                     samples_per_micro_step=data.batch_size * self.world.world_size)  # fmt: skip
+                                     samples_per_micro_step=data.batch_size * self.world.world_size,
+                                     clock=self.clock)  # fmt: skip
         try:
             for step in range(first_step + 1, trainer.max_steps + 1):
                 record = self.train_step(step)
                 rates = dict(zip((group.name for group in self.groups), self.engine.get_lr(), strict=True))
-                norm = self.engine.get_global_grad_norm()
-                self.metrics.log(record, rates, None if norm is None else float(norm))
+                # the norm may be a device tensor: read only on a log step, when the logger syncs anyway
+                norm = self.engine.get_global_grad_norm() if self.metrics.due(step) else None
+                self.metrics.log(record, rates, norm)
                 last = step == trainer.max_steps
                 if step % trainer.checkpoint_every == 0 or last:
                     self.save(step)
@@ -329,6 +337,7 @@ class Trainer:
     # -- save, validate ------------------------------------------------------------------------------------------
 
     def save(self, step: int) -> None:
+        self.metrics.flush()  # the rows up to a checkpoint are on disk before it is: a resume keeps them
         state = {"sampler": self.sampler.state_dict(self.next_micro_step)}
         self.checkpoints.save(self.engine, step, state, extra=self.ema.save if self.ema is not None else None)
 
@@ -342,6 +351,20 @@ class Trainer:
     def ema_weights(self) -> contextlib.AbstractContextManager:
         """The averaged weights in the model for the block when the EMA is on (validation and export use them)."""
         return self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext()
+
+
+def batch_loader(dataset, sampler, num_workers: int, device: torch.device) -> DataLoader:
+    """The loader of the sampler's batches. For a CUDA device its batches are in page-locked (pinned) memory, which
+    the copy to the device reads without a staging copy, and asynchronously (`to_device`, `non_blocking`)."""
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,
+                      pin_memory=device.type == "cuda")  # fmt: skip
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    """A cached batch's tensors on `device`, copied without blocking the host (from pinned memory on CUDA; the batch
+    stays referenced until the micro-step ends, so its memory is not reused before the copy has read it)."""
+    return {name: value.to(device, non_blocking=True) for name, value in batch.items()
+            if isinstance(value, torch.Tensor)}  # fmt: skip
 
 
 # The collectives take their tensors on the world's device: an NCCL process group has no backend for CPU tensors.

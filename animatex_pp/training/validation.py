@@ -39,7 +39,7 @@ from animatex_pp.io.preview import SheetRow, as_uint8_video, clip_sheet, preview
 from animatex_pp.io.video import write_video
 from animatex_pp.pipelines.conditioning import prepare_pose
 from animatex_pp.training.checkpoint import tag_for
-from animatex_pp.training.export import gathered_state, materialize
+from animatex_pp.training.export import cast_parameters_like, gathered_state, materialize
 from animatex_pp.training.schema import TrainConfig, ValidationConfig
 
 logger = logging.getLogger("animatex_pp.training")
@@ -61,7 +61,7 @@ def write_validation(pipeline, model: torch.nn.Module, config: TrainConfig, step
         state = gathered_state(model, trainable_only=False, is_main=is_main)
         if not is_main:
             return []
-        transformer = materialize(model, state).to(next(model.parameters()).dtype)
+        transformer = cast_parameters_like(materialize(model, state), model)
     elif not is_main:
         return []
     else:

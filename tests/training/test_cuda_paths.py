@@ -1,13 +1,18 @@
 """What training does on CUDA, checked on a CPU: collectives on the world's device (an NCCL group takes no CPU
-tensors), fp32 EMA shadows of bf16 weights, and `bf16: auto` only where bf16 is native."""
+tensors), fp32 EMA shadows of bf16 weights, `bf16: auto` only where bf16 is native, a collective timeout that
+outlasts rank 0's export, and the DeepSpeed release ZeRO-3 needs."""
 
+import datetime
+
+import deepspeed
 import pytest
 import torch
 import torch.distributed as dist
 from torch.testing._internal.distributed.fake_pg import FakeStore
 
-from animatex_pp.training.distributed import bf16_enabled
+from animatex_pp.training.distributed import bf16_enabled, close_world, deepspeed_config, init_world
 from animatex_pp.training.ema import TrainableEMA
+from animatex_pp.training.schema import DeepSpeedConfig, TrainerConfig
 from animatex_pp.training.trainer import _all_ranks_finite, _mean_over_ranks
 
 NO_CPU_BACKEND = "No backend type associated with device type cpu"
@@ -91,3 +96,31 @@ def test_bf16_auto_needs_native_bf16(monkeypatch, native, expected):
     assert bf16_enabled("auto", torch.device("cuda", 0)) is expected
     assert bf16_enabled("auto", torch.device("cpu")) is False
     assert bf16_enabled("true", torch.device("cpu")) is True
+
+
+def test_the_collective_timeout_reaches_the_process_group(monkeypatch):
+    handed = []
+    real_init_process_group = dist.init_process_group
+
+    def recording_init_process_group(*args, **kwargs):
+        handed.append(kwargs.get("timeout"))
+        return real_init_process_group(*args, **kwargs)
+
+    monkeypatch.setattr(dist, "init_process_group", recording_init_process_group)
+    init_world(timeout_minutes=150)
+    close_world(None)
+    assert handed == [datetime.timedelta(minutes=150)]
+    # the default outlasts an export of the 14B model; NCCL's own is 10 minutes
+    assert TrainerConfig().collective_timeout_minutes == 120
+    with pytest.raises(ValueError, match="trainer.collective_timeout_minutes must be > 0"):
+        TrainerConfig(collective_timeout_minutes=0)
+
+
+def test_zero3_refuses_a_deepspeed_older_than_the_one_it_needs(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(deepspeed, "__version__", "0.19.7")
+    with pytest.raises(RuntimeError, match=r"deepspeed.stage=3 needs DeepSpeed >= 0.19.8 .* 0.19.7 is installed"):
+        deepspeed_config(DeepSpeedConfig(stage=3), batch_size=1, device=cpu)
+    assert deepspeed_config(DeepSpeedConfig(stage=2), batch_size=1, device=cpu)["zero_optimization"]["stage"] == 2
+    monkeypatch.setattr(deepspeed, "__version__", "0.19.8")
+    assert deepspeed_config(DeepSpeedConfig(stage=3), batch_size=1, device=cpu)["zero_optimization"]["stage"] == 3

@@ -2,6 +2,7 @@
 started as real processes."""
 
 import json
+import math
 import os
 import re
 import signal
@@ -11,9 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file, save_file
 
+from animatex_pp.testing import tiny_pipeline
 from animatex_pp.training import train
 from animatex_pp.training.config import compose_config
+from animatex_pp.training.distributed import close_world, deepspeed_config, init_world, launch_local
+from animatex_pp.training.model import build_pipeline
+from animatex_pp.training.schema import DeepSpeedConfig
 from tests.helpers.training import tiny_overrides
 
 pytestmark = pytest.mark.slow
@@ -39,6 +45,45 @@ def test_zero_stages_give_the_zero0_loss_curve_with_a_ti2v_step_before_an_animat
         assert [task for entry in curves[stage] for task in entry["tasks"]] == tasks
         for reference, entry in zip(curves["zero0"], curves[stage], strict=True):
             assert entry["loss"] == pytest.approx(reference["loss"], rel=1e-5), (stage, entry["step"])
+
+
+def _build_under_zero3(argument: tuple[dict, Path]) -> None:
+    """One rank: the training pipeline built for ZeRO-3 (nothing else, no engine); each parameter's full and local
+    size written per rank, and the weights gathered whole by rank 0."""
+    import deepspeed
+
+    model, out = argument
+    world = init_world(timeout_minutes=10)
+    try:
+        settings = deepspeed_config(DeepSpeedConfig(stage=3), batch_size=1, device=world.device)
+        transformer = build_pipeline(model, settings).transformer
+        sizes = {name: [parameter.ds_numel, parameter.ds_tensor.numel()]
+                 for name, parameter in transformer.named_parameters()}  # fmt: skip
+        (out / f"sizes-{world.rank}.json").write_text(json.dumps(sizes))
+        gathered = {}
+        for name, parameter in transformer.named_parameters():
+            with deepspeed.zero.GatheredParameters([parameter]):
+                gathered[name] = parameter.detach().clone()
+        if world.is_main:
+            save_file(gathered, str(out / "gathered.safetensors"))
+    finally:
+        close_world(None)
+
+
+@pytest.mark.parametrize("source", ["tiny", "pretrained"])
+def test_zero3_builds_the_transformer_partitioned_before_the_engine(model_dir, tmp_path, source):
+    model = {"source": source, "path": str(model_dir) if source == "pretrained" else None}
+    launch_local(_build_under_zero3, (model, tmp_path), 2, str(tmp_path))
+    expected = dict(tiny_pipeline(seed=0).transformer.named_parameters())  # what model_dir holds, and the tiny init
+    for rank in (0, 1):
+        sizes = json.loads((tmp_path / f"sizes-{rank}.json").read_text())
+        assert sorted(sizes) == sorted(expected)
+        for name, (numel, local) in sizes.items():
+            assert numel == expected[name].numel(), name
+            assert local == math.ceil(numel / 2), name  # each rank holds its half (padded) and no more
+    gathered = load_file(tmp_path / "gathered.safetensors")
+    for name, parameter in expected.items():
+        assert gathered[name].dtype == parameter.dtype and gathered[name].equal(parameter.detach()), name
 
 
 def _train_command(clip_folder: Path, run: Path, *extra: str) -> list[str]:

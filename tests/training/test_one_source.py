@@ -12,6 +12,7 @@ from diffusers.pipelines.wan.pipeline_wan_i2v import retrieve_latents
 from animatex_pp.data.clips import ClipConfig, ClipDataset, SampleKey, collate
 from animatex_pp.data.encode import ConditionEncoder
 from animatex_pp.data.metadata import read_metadata
+from animatex_pp.io.frames import to_signed
 from animatex_pp.testing import tiny_pipeline
 from animatex_pp.training.objective import FlowObjective
 from animatex_pp.training.step import ConditionDropout, TrainingLoss
@@ -107,7 +108,7 @@ def test_the_training_latents_are_in_the_space_the_pipeline_decodes(sample):
     reconstruction of the clip: the training normalisation is the inverse of the pipeline's."""
     pipe, batch, _, _, inputs = sample
     with torch.no_grad():
-        raw_latents = retrieve_latents(pipe.vae.encode(batch["frames"]), sample_mode="argmax")
+        raw_latents = retrieve_latents(pipe.vae.encode(to_signed(batch["frames"])), sample_mode="argmax")
         reconstruction = pipe.vae.decode(raw_latents, return_dict=False)[0]
         decoded = pipe.decode_latents(inputs["latents"])
     assert not torch.allclose(inputs["latents"], raw_latents, atol=1e-3)  # normalised: not the raw latents
