@@ -1,4 +1,10 @@
-"""Keep third-party log noise out of the command's output, unless the user asks for it (`--verbose`).
+"""Keep third-party log noise out of the command's output and a Python user's, unless the user asks for it
+(`--verbose`, or ANIMATEX_PP_VERBOSE=1 before `import animatex_pp`).
+
+`import animatex_pp` drops the two notices below (`drop_known_notices`), which concern no choice of the user's;
+`show_known_notices()` lets them through again. The command line also silences the native lines
+(`quiet_third_party_logs`, `filtered_native_stderr`), which takes over the process's descriptor 2 and so is not
+done for a library user.
 
 What is silenced, and how (each has to be set before the library that logs it is imported, or on the logger object
 that library will later configure):
@@ -47,19 +53,34 @@ class _DropMessages(logging.Filter):
         return not any(fragment in message for fragment in self.fragments)
 
 
+# Each notice's filter, on the logger that emits it (a filter on a parent logger would not see a child's records).
+_NOTICE_FILTERS = {
+    "transformers.utils.import_utils": _DropMessages("requires torchvision (not installed)"),
+    "DeepSpeed": _DropMessages("Setting accelerator to", "Setting ds_accelerator to"),
+}
+
+
 def verbose_requested() -> bool:
     return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def drop_known_notices() -> None:
+    """Drop transformers' torchvision notice and DeepSpeed's accelerator line (a logger keeps one filter once)."""
+    for name, notice_filter in _NOTICE_FILTERS.items():
+        logging.getLogger(name).addFilter(notice_filter)
+
+
+def show_known_notices() -> None:
+    """Let the notices `drop_known_notices` drops through again."""
+    for name, notice_filter in _NOTICE_FILTERS.items():
+        logging.getLogger(name).removeFilter(notice_filter)
 
 
 def quiet_third_party_logs() -> None:
     """Silence the known noisy lines; call before MediaPipe, transformers or DeepSpeed is imported."""
     for name, level in _NATIVE_LOG_LEVELS.items():
         os.environ.setdefault(name, level)
-    # The logger that emits the notice (a filter on a parent logger would not see a child's records).
-    logging.getLogger("transformers.utils.import_utils").addFilter(
-        _DropMessages("requires torchvision (not installed)")
-    )
-    logging.getLogger("DeepSpeed").addFilter(_DropMessages("Setting accelerator to", "Setting ds_accelerator to"))
+    drop_known_notices()
 
 
 def _forward(read_fd: int, write_fd: int) -> None:

@@ -19,7 +19,13 @@ import sys
 from contextlib import nullcontext
 
 from animatex_pp import __version__
-from animatex_pp.logs import VERBOSE_ENV, filtered_native_stderr, quiet_third_party_logs, verbose_requested
+from animatex_pp.logs import (
+    VERBOSE_ENV,
+    filtered_native_stderr,
+    quiet_third_party_logs,
+    show_known_notices,
+    verbose_requested,
+)
 
 COMMAND_MODULES: list[str] = [
     "animatex_pp.cli.generate",
@@ -73,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     verbose = "--verbose" in argv[:1] or verbose_requested()
     if not verbose:
         quiet_third_party_logs()
+    else:
+        show_known_notices()  # `import animatex_pp` dropped them
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

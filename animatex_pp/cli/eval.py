@@ -21,17 +21,20 @@ examples:
 
   # a released model on your own clips (metadata with pose files), 30 steps on a GPU
   animatex-pp eval --model animatex-720p --data my_clips/test.jsonl --out eval/mine --steps 30 --guidance 3 \\
-      --device cuda --dtype bf16
+      --device cuda
 
 Writes OUT/metrics.json (per clip and mean, per baseline), OUT/metrics.md, OUT/contact_sheet.png, OUT/videos/ (the
 outputs), OUT/clips/ (one result per clip) and OUT/stage.json (the settings: a rerun with the same ones skips the
 clips done; other settings are refused).
+Under `torchrun --nproc-per-node N -m animatex_pp.cli eval ...` the ranks share the clips out (--device cuda: each
+its own GPU) and rank 0 writes the one table.
 Exit codes: 0 done, 1 evaluation failed, 2 bad arguments or files.
 """
 
 
 def run_eval(args: argparse.Namespace) -> int:
     from animatex_pp.eval.evaluate import evaluate
+    from animatex_pp.eval.sharding import this_shard
 
     metrics = evaluate(
         args.model,
@@ -48,6 +51,8 @@ def run_eval(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         limit=args.limit,
     )
+    if not this_shard().is_main:
+        return 0  # under torchrun, rank 0 reports
     summary = metrics["summary"]
     parts = [f"PSNR {summary['psnr']:.2f} dB", f"SSIM {summary['ssim']:.4f}"]
     if summary["character_psnr"] is not None:
@@ -87,7 +92,10 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=random_seed, default=0, help="the noise seed of every clip (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N or mps (default cpu)")
     parser.add_argument(
-        "--dtype", default="fp32", choices=sorted(DTYPES), help="transformer/text encoder dtype (default fp32)"
+        "--dtype",
+        default="auto",
+        choices=("auto", *sorted(DTYPES)),
+        help="transformer/text encoder dtype; auto (default): bf16 on a CUDA device that has it natively, else fp32",
     )
     parser.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N clips")
     parser.add_argument("--no-baselines", action="store_true", help="score the model only, without baselines")

@@ -8,6 +8,10 @@ run is scored with are `animatex_pp.eval.runs`; the tables and the contact sheet
 The out folder is one resumable stage (`animatex_pp.io.stages`): its marker records the settings, the model's and
 the base's identity and the split; a rerun with the same settings skips every clip whose `clips/<id>.json` exists,
 and other settings are refused, naming what differs. Every input is checked before a model loads.
+
+Under `torchrun --nproc-per-node N` the clips are shared out over the ranks (`animatex_pp.eval.sharding`): each
+generates and saves its share, and rank 0 writes the one table from every clip's saved result, the same table a
+single process writes.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from animatex_pp.eval.driving import DRIVING
 from animatex_pp.eval.inputs import EvalClip, check_sizes, plan_clips, read_inputs
 from animatex_pp.eval.report import contact_sheet, markdown_table, summarize
 from animatex_pp.eval.runs import RUNS, generate, run_mode, score, vae_round_trip
+from animatex_pp.eval.sharding import this_shard
 from animatex_pp.io.files import atomic_output
 from animatex_pp.io.stages import Stage, canonical, open_stage, read_marker
 from animatex_pp.io.video import DEFAULT_FPS, write_video
 from animatex_pp.pipelines.checks import check_device, existing_dir, existing_file, output_folder, torch_dtype
+from animatex_pp.pipelines.placement import default_dtype
 
 if TYPE_CHECKING:
     from animatex_pp.pipelines.geometry import PipelineGeometry
@@ -204,6 +210,11 @@ def _write_json(path: Path, data: dict) -> None:
         temporary.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
+def _result(out: Path, clip: EvalClip) -> dict[str, Any]:
+    """The clip's saved result."""
+    return _read_result(_result_path(out, clip))
+
+
 def _save(out: Path, clip: EvalClip, result: dict[str, Any]) -> dict[str, Any]:
     """Write one clip's result (atomically: a clip is done once its file exists) and return it."""
     _write_json(_result_path(out, clip), result)
@@ -211,6 +222,34 @@ def _save(out: Path, clip: EvalClip, result: dict[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- the run
+
+
+def _start(out: Path, settings: dict, clips: list[EvalClip]) -> tuple[Stage, set[str]]:
+    """Open the out folder's stage; the ids of the clips without a result (every saved one is read, so a damaged
+    file is reported before any model loads)."""
+    stage = _open(out, settings)
+    remaining = set()
+    for clip in clips:
+        if _result_path(out, clip).is_file():
+            _result(out, clip)  # a damaged file is reported now, before any model loads
+        else:
+            remaining.add(clip.id)
+    return stage, remaining
+
+
+def _finish(stage: Stage, out: Path, metadata: Path, clips: list[EvalClip], settings: dict, limit: int | None) -> dict:
+    """Write metrics.json, metrics.md and the contact sheet from every clip's saved result, and mark the stage
+    done; metrics.json's content."""
+    results = {clip.id: _result(out, clip) for clip in clips}
+    metrics = summarize(metadata.stem, [results[clip.id] for clip in clips], settings, stage.fingerprint)
+    _write_json(out / "metrics.json", metrics)
+    with atomic_output(out / "metrics.md") as temporary:
+        temporary.write_text(markdown_table(metrics), encoding="utf-8")
+    sheet = contact_sheet(out, clips[:SHEET_CLIPS], results, settings["driving"])
+    with atomic_output(out / "contact_sheet.png") as temporary:
+        sheet.save(temporary, format="PNG")
+    stage.finish({"clips": len(clips), "limit": limit, "summary": metrics["summary"]})
+    return metrics
 
 
 def evaluate(
@@ -226,7 +265,7 @@ def evaluate(
     guidance_scale: float = 1.0,
     seed: int = 0,
     device: str = "cpu",
-    dtype: str = "fp32",
+    dtype: str = "auto",
     limit: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -247,9 +286,14 @@ def evaluate(
             stream: the "before" of a fine-tuned model.
         num_inference_steps, guidance_scale, seed: sampling; every clip starts from the noise of `seed`.
         device: torch device; dtype: "fp32", "bf16" or "fp16" for a folder's transformer and text encoder (the VAE
-            and CLIPs stay float32).
+            and CLIPs stay float32), or "auto": bf16 on a CUDA device with native bfloat16, else fp32
+            (`animatex_pp.pipelines.placement.default_dtype`); the settings record the dtype it resolved to.
         limit: evaluate only the split's first `limit` clips.
         progress: show a progress bar over clips.
+
+    Under torchrun (RANK and WORLD_SIZE set, or a process group the caller made) every rank calls `evaluate` with
+    the same arguments; each generates its share of the clips not done yet, "cuda" meaning its own GPU
+    (cuda:LOCAL_RANK); rank 0 writes the outputs, and every rank returns the same metrics.
 
     Returns:
         metrics.json's content: `summary` (flat: the model's `psnr`, `character_psnr`, `foreground_iou`, ...,
@@ -260,7 +304,8 @@ def evaluate(
         FileNotFoundError, ValueError: a missing or bad input, or an `out` of other settings, before any model loads.
     """
     # 1. Check everything before a model loads
-    torch_dtype(dtype)  # an unknown dtype name is refused here, not when the model loads
+    if dtype != "auto":
+        torch_dtype(dtype)  # an unknown dtype name is refused here, not when the model loads
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be a positive integer, got {limit}")
     if driving not in DRIVING:
@@ -272,7 +317,11 @@ def evaluate(
     )
     metadata = existing_file(metadata, "--data metadata file")
     check_out(out, {"--model": model_dir, "--base-model": base_dir, "--data": metadata})
+    shard = this_shard()
+    device = shard.device(device)
     check_device(device)
+    if dtype == "auto":
+        dtype = default_dtype(device)
     clips = plan_clips(metadata, geometry, limit)
     if base_geometry is not None:
         check_sizes(clips, base_geometry.size_multiple, metadata, "the base model")
@@ -283,34 +332,31 @@ def evaluate(
         "driving": driving, "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
         "seed": seed, "dtype": dtype, "baselines": baselines, "no_pose": baselines and no_pose,
     })  # fmt: skip
-    stage = _open(out, settings)
-    results = {clip.id: _read_result(_result_path(out, clip)) for clip in clips if _result_path(out, clip).is_file()}
+    with shard.joined():
+        stage, remaining = shard.from_main(lambda: _start(out, settings, clips))
 
-    # 2. Generate and score the clips not done yet, each saved as soon as it is
-    todo = [clip for clip in clips if clip.id not in results]
-    if todo:
-        pipe = _load(model, model_dir, device, dtype)
-        for clip in (bar := tqdm(todo, desc=f"eval {metadata.stem}", unit="clip", disable=not progress)):
-            results[clip.id] = _save(out, clip, _evaluate_clip(pipe, clip, out, settings))
-            bar.set_postfix(psnr=f"{results[clip.id]['model']['psnr']:.2f}")
-        del pipe
+        # 2. Generate and score this rank's share of the clips not done yet, each saved as soon as it is
+        todo = shard.part([clip for clip in clips if clip.id in remaining])
+        if todo:
+            pipe = _load(model, model_dir, device, dtype)
+            desc = f"eval {metadata.stem}{shard.label}"
+            for clip in (bar := tqdm(todo, desc=desc, unit="clip", disable=not progress)):
+                result = _save(out, clip, _evaluate_clip(pipe, clip, out, settings))
+                bar.set_postfix(psnr=f"{result['model']['psnr']:.2f}")
+            del pipe
 
-    # 3. The base's runs, once the model is released: two large models need not fit at once
-    todo = [clip for clip in clips if base_model is not None and "base" not in results[clip.id]]
-    if todo:
-        gc.collect()
-        base = _load(base_model, base_dir, device, dtype)
-        for clip in tqdm(todo, desc=f"base {metadata.stem}", unit="clip", disable=not progress):
-            results[clip.id] = _save(out, clip, _add_base(base, clip, out, settings, results[clip.id]))
-        del base
+        # 3. The base's runs, once the model is released: two large models need not fit at once
+        if base_model is not None:
+            shard.barrier()  # every clip has its result before rank 0 lists those without the base's run
+            without_base = shard.from_main(lambda: [clip.id for clip in clips if "base" not in _result(out, clip)])
+            todo = shard.part([clip for clip in clips if clip.id in without_base])
+            if todo:
+                gc.collect()
+                base = _load(base_model, base_dir, device, dtype)
+                for clip in tqdm(todo, desc=f"base {metadata.stem}{shard.label}", unit="clip", disable=not progress):
+                    _save(out, clip, _add_base(base, clip, out, settings, _result(out, clip)))
+                del base
 
-    # 4. The split's tables and contact sheet
-    metrics = summarize(metadata.stem, [results[clip.id] for clip in clips], settings, stage.fingerprint)
-    _write_json(out / "metrics.json", metrics)
-    with atomic_output(out / "metrics.md") as temporary:
-        temporary.write_text(markdown_table(metrics), encoding="utf-8")
-    sheet = contact_sheet(out, clips[:SHEET_CLIPS], results, driving)
-    with atomic_output(out / "contact_sheet.png") as temporary:
-        sheet.save(temporary, format="PNG")
-    stage.finish({"clips": len(clips), "limit": limit, "summary": metrics["summary"]})
-    return metrics
+        # 4. The split's tables and contact sheet, by rank 0 once every rank is done, from the results on disk
+        shard.barrier()
+        return shard.from_main(lambda: _finish(stage, out, metadata, clips, settings, limit))

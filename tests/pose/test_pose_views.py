@@ -38,6 +38,14 @@ def test_views_cover_the_frame_at_most_max_side_long():
     assert views_of(64, 48) == [View((0, 0, 64, 48), (64, 48))]  # too small to retry
 
 
+def test_a_reference_image_larger_than_max_side_is_tried_downscaled_whole(shared_assets):
+    with Image.open(shared_assets / "images" / "winged_figure.jpeg") as image:
+        width, height = image.size
+    assert (width, height) == (832, 1216)
+    whole = [view.size for view in views_of(width, height) if view.box == (0, 0, width, height)]
+    assert whole == [(701, 1024), (350, 512)]  # 1024 and 512 pixels long, never its own 1216
+
+
 def test_view_maps_points_back_to_the_frame():
     view = View((100, 50, 300, 250), (64, 64))
     found = {"body": np.array([[0.0, 0.0], [0.5, 1.0]]), "body_conf": np.array([1.0, 0.5])}
