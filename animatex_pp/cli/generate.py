@@ -29,6 +29,7 @@ from animatex_pp.cli.checks import (
     positive_float,
     positive_int,
     random_seed,
+    torch_dtype,
 )
 from animatex_pp.io.video import DEFAULT_FPS, IMAGE_SUFFIXES
 from animatex_pp.pipelines.geometry import PipelineGeometry
@@ -54,6 +55,10 @@ examples:
   animatex-pp generate --model animatex-720p --image city.png --mode ti2v \\
       --prompt "the camera flies over the city at night" --output city.mp4
 
+  # one video on 4 GPUs: each window's tokens split 4 ways (Ulysses attention); the first process writes
+  torchrun --nproc-per-node 4 -m animatex_pp.cli generate --model animatex-720p --image girl.png \\
+      --driving-video dance.mp4 --device cuda --context-parallel ulysses --output girl_dance.mp4
+
 Writes OUTPUT (H.264 MP4) and, unless --no-preview, OUTPUT with suffix .preview.png: a contact sheet of the
 reference, the poses and the generated frames. Exit codes: 0 done, 1 generation failed, 2 bad arguments or files.
 """
@@ -72,9 +77,10 @@ def _input_length(path: Path, stride: int) -> int | None:
     return len(PoseSequence.load(path)[::stride])
 
 
-def _plan_frames(args: argparse.Namespace, inputs: dict[str, Path | None], geometry: PipelineGeometry) -> int | None:
+def _plan_frames(args: argparse.Namespace, inputs: dict[str, Path | None], geometry: PipelineGeometry):
     """The pipeline's own frame plan (`animatex_pp.pipelines.windowing.plan_frames`) for these options, from the
-    model's configs and the inputs' headers: an impossible --frames or --window-overlap is refused naming it."""
+    model's configs and the inputs' headers: an impossible --frames or --window-overlap is refused naming it.
+    Returns the frame count to ask for and the plan, both None when an input's length is not known yet."""
     from animatex_pp.pipelines.windowing import FrameArguments, plan_frames
 
     lengths = {}
@@ -94,7 +100,7 @@ def _plan_frames(args: argparse.Namespace, inputs: dict[str, Path | None], geome
     if plan.note is not None:
         print(plan.note)
     # Without a known input length the pipeline sets the default from the poses it is given.
-    return plan.num_frames if lengths or args.frames is not None else None
+    return (plan.num_frames, plan) if lengths or args.frames is not None else (None, None)
 
 
 def _load_pose_or_video(path: Path, stride: int):
@@ -178,8 +184,27 @@ def run_generate(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--size {height}x{width}: height and width must each be a multiple of {geometry.size_multiple}"
         )
-    num_frames = _plan_frames(args, inputs, geometry)
+    num_frames, plan = _plan_frames(args, inputs, geometry)
     check_device(args.device)
+    device = args.device
+    if args.context_parallel:
+        from animatex_pp.pipelines.parallel import (
+            check_folder_context_parallel,
+            check_window_tokens,
+            process_device,
+        )
+
+        if args.cpu_offload or args.cache_threshold is not None:
+            raise ValueError(
+                "--context-parallel runs the whole transformer on every process's device and every block on each: "
+                "drop --cpu-offload and --cache-threshold"
+            )
+        device = process_device(args.device)
+        degree = check_folder_context_parallel(model_dir, args.context_parallel, device, torch_dtype(args.dtype))
+        if plan is not None:
+            latent_height, latent_width = geometry.factors.latent_size(height, width)
+            patch = (1, geometry.patch_size, geometry.patch_size)
+            check_window_tokens(degree, plan.windows[0].length, latent_height, latent_width, patch)
 
     import numpy as np
     import torch
@@ -217,11 +242,17 @@ def run_generate(args: argparse.Namespace) -> int:
 
     # 3. Load the pipeline (the VAE and the CLIPs in float32) and apply the speed options
     pipe = load_pipeline(model_dir, dtype=args.dtype)
-    pipe.set_progress_bar_config(desc="denoising", unit="step")
     if args.cpu_offload:
-        pipe.enable_model_cpu_offload(device=args.device)
+        pipe.enable_model_cpu_offload(device=device)
     else:
-        pipe.to(args.device)
+        pipe.to(device)
+    if args.context_parallel:
+        from animatex_pp.pipelines.parallel import enable_context_parallel, is_main_process
+
+        enable_context_parallel(pipe, args.context_parallel)
+    # One progress bar, from the process that writes the video.
+    writes = not args.context_parallel or is_main_process()
+    pipe.set_progress_bar_config(desc="denoising", unit="step", disable=not writes)
     if args.vae_tiling:
         pipe.vae.enable_tiling()
     if args.cache_threshold is not None:
@@ -251,6 +282,13 @@ def run_generate(args: argparse.Namespace) -> int:
         window_overlap=args.window_overlap,
         output_type="np",
     ).frames[0]
+    if args.context_parallel:
+        from animatex_pp.pipelines.parallel import finish_context_parallel
+
+        # Every process holds the same video; the first one writes it, the others are done.
+        finish_context_parallel()
+        if not writes:
+            return 0
 
     # 5. Write the video and the previews
     video = (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)
@@ -374,6 +412,13 @@ def register(subparsers) -> None:
         help="FirstBlockCache threshold, e.g. 0.05 (off by default)",
     )
     runtime.add_argument("--compile", action="store_true", help="torch.compile the repeated transformer blocks")
+    runtime.add_argument(
+        "--context-parallel",
+        choices=["ulysses", "ring"],
+        default=None,
+        help="split each window's tokens across the N processes of `torchrun --nproc-per-node N -m animatex_pp.cli "
+        "generate ...` (one GPU each; ring needs a flash-attn-like backend; docs/pipeline.md)",
+    )
     runtime.add_argument("--no-preview", action="store_true", help="do not write OUTPUT.preview.png")
     runtime.add_argument("--preview-video", action="store_true", help="also write OUTPUT.preview.mp4 side by side")
     generate.set_defaults(handler=run_generate)

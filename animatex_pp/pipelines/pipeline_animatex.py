@@ -42,6 +42,7 @@ from animatex_pp.io.preview import FLOAT_RANGE_TOLERANCE, as_uint8_image
 from animatex_pp.models.transformer import AnimateXTransformer3DModel, PoseConditions
 from animatex_pp.pipelines.conditioning import clip_pixel_values, pad_frames, prepare_pose
 from animatex_pp.pipelines.geometry import PipelineGeometry, VaeFactors
+from animatex_pp.pipelines.parallel import check_window_tokens, context_parallel_degree
 from animatex_pp.pipelines.windowing import (
     WINDOW_STRATEGIES,
     FramePlan,
@@ -560,7 +561,11 @@ class AnimateXPipeline(WanImageToVideoPipeline):
         step instead of kept, since a window's explicit pose tokens are as large as its DiT tokens.
         """
         windows = job.plan.windows
-        weights = blend_weights(windows, job.plan.num_latent_frames)
+        # (F_w,) -> (1, 1, F_w, 1, 1): one weight per latent frame, on the latents' device once, not at every step
+        weights = [
+            weight.to(latents.device).view(1, 1, -1, 1, 1)
+            for weight in blend_weights(windows, job.plan.num_latent_frames)
+        ]
         kept_poses = self.encode_window_poses(job, 0, latents.device) if len(windows) == 1 else None
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
@@ -573,9 +578,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
                         kept_poses if kept_poses is not None else self.encode_window_poses(job, index, latents.device)
                     )
                     window_pred = self._predict(job, latents[:, :, window.start : window.stop], t, index, poses)
-                    # (F_w,) -> (1, 1, F_w, 1, 1): one weight per latent frame
-                    weight = weights[index].to(latents.device).view(1, 1, -1, 1, 1)
-                    noise_pred[:, :, window.start : window.stop] += weight * window_pred
+                    noise_pred[:, :, window.start : window.stop] += weights[index] * window_pred
                 latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
                 latents = self._run_callback(job, i, t, latents)
                 progress_bar.update()
@@ -595,6 +598,8 @@ class AnimateXPipeline(WanImageToVideoPipeline):
             for index, window in enumerate(windows):
                 # Each window is a fresh sampling run (multistep schedulers keep per-run history).
                 self.scheduler.set_timesteps(num_inference_steps, device=latents.device)
+                # Schedulers keep their sigmas on the CPU: one copy per window, not a blocking copy at every step.
+                sigmas = self.scheduler.sigmas.to(latents.device)
                 carried = carried_frames(windows, index)
                 known = latents[:, :, window.start : window.start + carried].clone()
                 noise = initial_noise[:, :, window.start : window.start + carried]
@@ -604,8 +609,7 @@ class AnimateXPipeline(WanImageToVideoPipeline):
                     if self.interrupt:
                         continue
                     self._current_timestep = t
-                    sigma = self.scheduler.sigmas[i].to(latents.device)
-                    window_latents[:, :, :carried] = (1 - sigma) * known + sigma * noise
+                    window_latents[:, :, :carried] = (1 - sigmas[i]) * known + sigmas[i] * noise
                     window_pred = self._predict(job, window_latents, t, index, poses)
                     window_latents = self.scheduler.step(window_pred, t, window_latents, return_dict=False)[0]
                     window_latents = self._run_callback(job, i, t, window_latents)
@@ -749,6 +753,12 @@ class AnimateXPipeline(WanImageToVideoPipeline):
             )
         if isinstance(generator, list) and len(generator) != batch_size:
             raise ValueError(f"Pass one generator per prompt: got {len(generator)} for {batch_size} prompts.")
+        check_window_tokens(
+            context_parallel_degree(self.transformer),
+            plan.windows[0].length,
+            *latent_shape[-2:],
+            self.transformer.config.patch_size,
+        )
 
         # 2. Define call parameters
         self._guidance_scale = guidance_scale

@@ -17,6 +17,7 @@ from animatex_pp.io.video import read_video, write_video
 from animatex_pp.models.convert import animatex_from_wan
 from animatex_pp.models.presets import split_preset
 from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
+from tests.helpers.generate_inputs import write_generate_inputs
 from tests.helpers.official_release import write_release
 
 SIZE = 32
@@ -24,14 +25,8 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("inputs")
-    rng = np.random.default_rng(0)
-    PIL.Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(folder / "reference.png")
-    pose = np.zeros((9, SIZE, SIZE, 3), np.uint8)
-    for index in range(9):
-        pose[index, 8 + index : 14 + index, 10:16] = (255, 85, 0)
-    write_video(folder / "pose.mp4", pose, 8)
-    return folder
+    """A reference image and a 9-frame rendered pose video, as `generate_args` names them."""
+    return write_generate_inputs(tmp_path_factory.mktemp("inputs"))
 
 
 def generate_args(model_dir, inputs, output, *extra):

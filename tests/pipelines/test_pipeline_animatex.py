@@ -1,10 +1,13 @@
 """`AnimateXPipeline` end to end on the tiny random pipeline: parity with diffusers, streams, checks, windows."""
 
+import sys
+
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
+from torch.overrides import TorchFunctionMode
 from transformers import CLIPImageProcessorPil
 
 from animatex_pp import AnimateXPipeline
@@ -531,6 +534,34 @@ def test_carried_windows_continue_the_first_window_exactly(pipe):
     )
     torch.testing.assert_close(long[:, :, :3], first_window)
     assert long.shape[2] == 7 and torch.isfinite(long).all()
+
+
+class DeviceCopiesInTheLoops(TorchFunctionMode):
+    """Counts the `Tensor.to` calls the denoising loops themselves make (a host-to-device copy on a GPU)."""
+
+    LOOPS = ("_denoise_blended", "_denoise_carried")
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.to and sys._getframe(1).f_code.co_name in self.LOOPS:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("window_strategy", ["blend", "carry"])
+def test_the_loops_copy_scheduler_values_and_weights_once_not_at_every_step(pipe, window_strategy):
+    """The scheduler keeps its sigmas on the CPU; a copy per step would block a GPU at every step."""
+    counts = []
+    for steps in (1, 2):
+        with DeviceCopiesInTheLoops() as copies:
+            # 17 frames = 5 latent frames = 2 windows of 3 latent frames overlapping by 1.
+            generate(pipe, pose=pose_video(17), num_frames=17, window_frames=9, window_overlap=4,
+                     num_inference_steps=steps, window_strategy=window_strategy, output_type="latent")  # fmt: skip
+        counts.append(copies.count)
+    assert counts[0] == counts[1] <= 2  # once per window (2 windows here), whatever the number of steps
 
 
 def test_windows_are_refused_when_they_cannot_overlap(pipe):
