@@ -41,15 +41,17 @@ def run_precompute(args: argparse.Namespace) -> int:
     from animatex_pp.data.cache import precompute
     from animatex_pp.data.clips import ClipConfig
     from animatex_pp.data.encode import ConditionEncoder
-    from animatex_pp.pipelines.placement import move_encoders
+    from animatex_pp.pipelines.placement import move_encoders, transformer_without_weights
 
     config = ClipConfig(
         num_frames=args.frames, max_stride=args.max_stride, buckets=tuple(args.bucket or [(480, 832), (832, 480)]),
         seed=args.seed,
     )  # fmt: skip
     # The encoders run in float32: the cache is read by every later run, so it is made at full precision. Only they
-    # go to the device: precompute never runs the transformer.
-    pipe = move_encoders(load_pipeline(model_dir, dtype="fp32"), args.device)
+    # go to the device, and the transformer's weights are never read: precompute never runs it, and reads only its
+    # config and stream layout.
+    transformer = transformer_without_weights(model_dir)
+    pipe = move_encoders(load_pipeline(model_dir, dtype="fp32", transformer=transformer), args.device)
     index = precompute(
         metadata, out, ConditionEncoder(pipe), config, encoder_name=str(model_dir.resolve()),
         shard_size=args.shard_size, device=args.device, progress=not args.quiet,
