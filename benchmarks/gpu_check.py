@@ -77,6 +77,7 @@ PIPELINE_STEPS = 4
 BACKEND_AGREEMENT = 0.05
 LOSS_AGREEMENT = 0.02  # relative, between ZeRO stages and between a resumed and a whole run in bf16
 TRAIN_STEPS = 4
+CONTEXT_PARALLEL_PSNR = 40.0  # dB: bf16 rounding in another summation order and x264 can differ by a few levels
 DIT_SHAPE = {"frames": 81, "height": 832, "width": 480}  # 480p portrait, the Animate-X++ default
 
 
@@ -347,6 +348,7 @@ def check_context_parallel(machine: Machine, work: Path) -> list[Row]:
     """`animatex-pp generate` on one process and under torchrun on every GPU (2 CPU processes in rehearsal)."""
     import numpy as np
 
+    from animatex_pp.eval.metrics import psnr
     from animatex_pp.io.video import read_video
     from animatex_pp.testing import tiny_pipeline
 
@@ -368,17 +370,22 @@ def check_context_parallel(machine: Machine, work: Path) -> list[Row]:
     seconds = time.perf_counter() - start
     if error:
         return [Row(f"context parallel x{processes}", False, error)]
-    difference = int(np.abs(read_video(single)[0].astype(int) - read_video(parallel)[0].astype(int)).max())
-    numbers = f"Ulysses over {processes} processes: largest pixel difference {difference}, {seconds:.0f} s"
-    return [Row(f"context parallel x{processes}", difference <= 1, numbers)]
+    one, many = read_video(single)[0].astype(np.float64), read_video(parallel)[0].astype(np.float64)
+    # In bf16 the split sums attention in another order than one process does; the videos agree to bf16 precision.
+    agreement = float(psnr(many / 255.0, one / 255.0))
+    numbers = (f"Ulysses over {processes} processes: PSNR {agreement:.1f} dB against one process "
+               f"(>= {CONTEXT_PARALLEL_PSNR:.0f}), largest pixel difference {int(np.abs(many - one).max())}, "
+               f"{seconds:.0f} s")  # fmt: skip
+    return [Row(f"context parallel x{processes}", agreement >= CONTEXT_PARALLEL_PSNR, numbers)]
 
 
 def _write_reference(path: Path) -> None:
     import numpy as np
     import PIL.Image
 
-    gradient = np.linspace(0, 255, 32, dtype=np.uint8)
-    PIL.Image.fromarray(np.stack(np.broadcast_arrays(gradient[:, None], gradient[None], 128), axis=-1)).save(path)
+    gradient = np.linspace(0, 255, 32).astype(np.uint8)
+    rows, columns = np.meshgrid(gradient, gradient, indexing="ij")
+    PIL.Image.fromarray(np.stack([rows, columns, np.full_like(rows, 128)], axis=-1)).save(path)
 
 
 # ---------------------------------------------------------------------------------------------------- 14B DiT
