@@ -64,7 +64,11 @@ setup(
     # animatex_pp.recipes, so they cannot collide with another project's top-level packages (docs/architecture.md).
     packages=[*find_packages(include=["animatex_pp", "animatex_pp.*"]), *CONFIG_PACKAGES],
     package_dir={"animatex_pp.conf": "conf", "animatex_pp.recipes": "recipes"},
-    package_data={package: ["*.yaml"] for package in CONFIG_PACKAGES},
+    # the demo's pretrained components (docs/results.md): the codec, in the layout a pipeline folder has
+    package_data={
+        **{package: ["*.yaml"] for package in CONFIG_PACKAGES},
+        "animatex_pp.demo": ["weights/*/*.json", "weights/*/*/*.json", "weights/*/*/*.safetensors"],
+    },
     include_package_data=True,
     install_requires=CORE_REQUIREMENTS,
     extras_require=EXTRAS,

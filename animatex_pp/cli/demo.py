@@ -1,5 +1,7 @@
 """`animatex-pp demo [--out DIR]`: the whole system on this machine (`animatex_pp.demo`); `animatex-pp demo
---fit-codec OUT`: the research codec fit alone (`animatex_pp.demo.codec.fit_codec`), reproducible and resumable.
+--fit-codec OUT`: the research codec fit alone (`animatex_pp.demo.codec.fit_codec`); `animatex-pp demo
+--pretrain-base OUT`: the SynthX base's pretraining (`animatex_pp.demo.base.pretrain_base`). Both are
+reproducible from a seed and resumable: rerun the same command.
 
 Options are checked before any stage starts; `animatex_pp.cli` turns FileNotFoundError and ValueError into exit
 code 2 with the message.
@@ -10,7 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from animatex_pp.cli.checks import non_negative_int, output_folder, positive_int
+from animatex_pp.cli.checks import existing_dir, non_negative_int, output_folder, positive_int
 
 EPILOG = """\
 examples:
@@ -19,25 +21,30 @@ examples:
   animatex-pp demo --quick --out /tmp/q     # every stage at toy sizes (a minute or two): checks the install
   animatex-pp demo --ablation               # then the synthx_ablation sweep: four more runs, ~20 minutes
   animatex-pp demo --fit-codec /tmp/codec   # the research codec fit alone: hours; rerun it to resume
+  animatex-pp demo --pretrain-base /tmp/base  # the SynthX base on the package's codec: hours; rerun to resume
 
 --fit-codec OUT builds SynthX (600 train clips, 32 per test split, seed 0) into OUT/synthx unless it is there,
 then fits the codec from seed 0 with the research settings (docs/results.md, "The codec fit"): OUT/vae (the
 codec, loadable by the pipeline), OUT/vae_fit.json (settings and held-out test_x numbers), OUT/checkpoint
 (written every 5 minutes; the same command continues from it).
 
+--pretrain-base OUT builds the same SynthX into OUT/synthx unless it is there, copies the codec (the package's, or
+--codec DIR's vae/) into OUT/codec, precomputes OUT/cache and trains recipe=synthx_base into OUT/train
+(checkpoints every 500 steps; the same command continues from the last). The base pipeline is
+OUT/train/export/pipeline.
+
+--codec DIR (a --fit-codec OUT) replaces the package's codec in the demo too.
+
 Writes DIR/demo.mp4 (reference | pose | output), DIR/preview.png, DIR/metrics.json and DIR/report.md.
 Exit codes: 0 done, 1 failed, 2 bad arguments.
 """
-# The research fit's SynthX split (docs/results.md, "The codec fit"): its held-out numbers are on test_x's clips.
-CODEC_TRAIN_CLIPS = 600
-CODEC_TEST_CLIPS = 32
 
 
 def run_fit_codec_command(args: argparse.Namespace) -> int:
     import torch
 
-    from animatex_pp.demo.codec import Clips, CodecFitConfig, fit_codec
-    from animatex_pp.synthx.build import BuildConfig, build
+    from animatex_pp.demo.codec import CODEC_BUILD, Clips, CodecFitConfig, fit_codec
+    from animatex_pp.synthx.build import build
 
     out = output_folder(args.fit_codec, "--fit-codec", "the codec fit")
     defaults = CodecFitConfig()
@@ -49,7 +56,7 @@ def run_fit_codec_command(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads or 1)
     synthx = out / "synthx"
     if not (synthx / "train.jsonl").is_file():
-        build(synthx, BuildConfig(train=CODEC_TRAIN_CLIPS, test=CODEC_TEST_CLIPS, seed=0), progress=not args.quiet)
+        build(synthx, CODEC_BUILD, progress=not args.quiet)
     result = fit_codec(synthx / "train.jsonl", Clips.load(synthx / "test_x.jsonl"), out, config, resume=True,
                        progress=not args.quiet)  # fmt: skip
     numbers = f"frame {result['psnr']:.2f} dB, character {result['character_psnr']:.2f} dB"
@@ -59,13 +66,35 @@ def run_fit_codec_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_pretrain_base_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from animatex_pp.demo.base import pretrain_base
+    from animatex_pp.demo.codec import shipped_codec
+
+    out = output_folder(args.pretrain_base, "--pretrain-base", "the base's pretraining")
+    if args.codec is None:
+        codec = shipped_codec()
+    else:
+        codec = existing_dir(args.codec, "a codec fit's folder (--codec)", "vae/config.json",
+                             "Give the OUT of `animatex-pp demo --fit-codec OUT`.")  # fmt: skip
+    torch.set_num_threads(args.threads or 1)
+    metrics = pretrain_base(out, codec, steps=args.steps, progress=not args.quiet)
+    print(f"done: {metrics['steps']} steps, final loss {metrics['final_loss']:.4f}: {out / 'train' / 'export'}")
+    return 0
+
+
 def run_demo_command(args: argparse.Namespace) -> int:
     demo_only = {"--quick": args.quick, "--ablation": args.ablation, "--steps": args.steps is not None,
-                 "--vae-steps": args.vae_steps is not None}  # fmt: skip
+                 "--codec": args.codec is not None}  # fmt: skip
     codec_only = {
         "--codec-steps": args.codec_steps is not None,
         "--codec-warm-steps": args.codec_warm_steps is not None,
     }
+    if args.pretrain_base is not None:
+        if any(codec_only.values()) or args.fit_codec is not None or args.quick or args.ablation:
+            raise ValueError("--pretrain-base takes only --codec, --steps, --threads and --quiet")
+        return run_pretrain_base_command(args)
     if args.fit_codec is not None:
         if any(demo_only.values()):
             raise ValueError(
@@ -78,7 +107,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
 
     out = output_folder(args.out, "--out", "the demo")
     config = QUICK if args.quick else DemoConfig()
-    options = {"train_steps": args.steps, "vae_steps": args.vae_steps, "threads": args.threads}
+    options = {"train_steps": args.steps, "codec": args.codec, "threads": args.threads}
     changes = {field: value for field, value in options.items() if value is not None}
     metrics = run_demo(out, dataclasses.replace(config, **changes), progress=not args.quiet, ablation=args.ablation)
     print((out / "report.md").read_text(encoding="utf-8"))
@@ -96,11 +125,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("--out", default="animatex-demo", help="folder to write (default: ./animatex-demo)")
     demo.add_argument("--quick", action="store_true", help="toy sizes: every stage runs, nothing is learnt")
-    demo.add_argument("--steps", type=positive_int, help="training steps (default: the synthx_tiny recipe's)")
     demo.add_argument(
-        "--vae-steps",
+        "--steps",
         type=positive_int,
-        help="codec fitting steps (default: 400), before 150 more (cycles of 4 crop steps, 1 whole-clip step)",
+        help="training steps (default: the recipe's, synthx_tiny; synthx_base with --pretrain-base)",
     )
     demo.add_argument(
         "--ablation",
@@ -115,5 +143,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--codec-steps", type=positive_int, help="with --fit-codec: end-to-end steps (default: 18000)")
     demo.add_argument(
         "--codec-warm-steps", type=non_negative_int, help="with --fit-codec: warm-start steps (default: 600)"
+    )
+    demo.add_argument("--pretrain-base", metavar="OUT", help="instead of the demo, the SynthX base's pretraining")
+    demo.add_argument(
+        "--codec", metavar="DIR", help="a codec fit's folder, OUT of --fit-codec OUT (default: the package's codec)"
     )
     demo.set_defaults(handler=run_demo_command)

@@ -1,6 +1,7 @@
-"""`fit_codec`: the demo's first stage, a small `AutoencoderKLWan` fitted on SynthX clips (docs/results.md).
+"""`fit_codec`: the demo's codec, a small `AutoencoderKLWan` fitted on SynthX clips (docs/results.md, "The codec").
 
-No pretrained Wan VAE can be had offline, so the demo fits one. Fitted from random weights, every such codec first
+No pretrained Wan VAE can be had offline, so the package ships one it fitted (`shipped_codec`, reproduced by
+`animatex-pp demo --fit-codec OUT`), as the real system ships Wan's. Fitted from random weights, every such codec first
 sits at the block-average solution (each latent the mean colour of its pixel block): the residual layout's
 parameter-free shortcuts make it a basin, and the decoder cannot learn to use detail channels the encoder does not
 yet send, nor the encoder to send what the decoder ignores. So the fit starts warm: the encoder alone is trained
@@ -42,6 +43,7 @@ from animatex_pp.io.files import atomic_directory, atomic_output
 from animatex_pp.io.frames import signed_to_uint8, to_signed
 from animatex_pp.io.video import read_video
 from animatex_pp.pipelines.geometry import VaeFactors
+from animatex_pp.synthx.build import BuildConfig
 from animatex_pp.synthx.truth import clip_truth
 
 __all__ = ["FIT_FILE", "VAE_CONFIG", "BlockPCA", "Clips", "CodecFitConfig", "fit_codec", "load_videos", "step_shape"]
@@ -62,6 +64,12 @@ VAE_CONFIG: dict[str, Any] = {
     "out_channels": 12,
 }
 FIT_FILE = "vae_fit.json"
+WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
+# The codec the package ships: `animatex-pp demo --fit-codec OUT` with the defaults, OUT's vae/ and vae_fit.json.
+SHIPPED_CODEC = Path(__file__).resolve().parent / "weights" / "codec"
+# The research fit's SynthX build (docs/results.md, "The codec fit"), which the SynthX base trains on too: its
+# held-out numbers are on test_x's clips.
+CODEC_BUILD = BuildConfig(train=600, test=32, seed=0)
 STATS_CLIPS = 64  # training clips whose latents give latents_mean / latents_std
 CHECKPOINT = "checkpoint"  # model.safetensors, optimizer.pt, state.json
 # The warm start's batches come from their own stream, so they never repeat the end-to-end fit's.
@@ -315,7 +323,18 @@ def _masked_psnr(prediction: np.ndarray, target: np.ndarray, region: np.ndarray)
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def _held_out_numbers(vae: AutoencoderKLWan, test: Clips, dilation: int) -> dict[str, float]:
+def shipped_codec() -> Path:
+    """The folder of the codec the package ships (`vae/` and its `vae_fit.json`), checked to be whole."""
+    for name in (f"vae/{WEIGHTS_FILE}", "vae/config.json", FIT_FILE):
+        if not (SHIPPED_CODEC / name).is_file():
+            raise FileNotFoundError(
+                f"the package's codec is incomplete ({SHIPPED_CODEC / name} is missing): reinstall animatex_pp, or "
+                "fit one with `animatex-pp demo --fit-codec OUT` and give it as --codec OUT"
+            )
+    return SHIPPED_CODEC
+
+
+def held_out_numbers(vae: AutoencoderKLWan, test: Clips, dilation: int = MASK_DILATION) -> dict[str, float]:
     """Frame PSNR, character PSNR (dilated mask), background PSNR (its complement), means over clips, and
     `reversal_gap`."""
     decoded = reconstruct(vae, test.videos)
@@ -436,7 +455,7 @@ def fit_codec(
     vae.eval()
     mean, std = _latent_statistics(vae, train.videos[:STATS_CLIPS])
     vae.register_to_config(latents_mean=mean, latents_std=std)
-    numbers = _held_out_numbers(vae, test, config.mask_dilation)
+    numbers = held_out_numbers(vae, test, config.mask_dilation)
     with atomic_directory(out_dir / "vae") as folder:
         vae.save_pretrained(folder)
     losses, tail = state["losses"], max(1, config.steps // 10)

@@ -1,7 +1,7 @@
 """`run_demo`: the whole system on one CPU in minutes (docs/results.md): SynthX, the VAE, precompute, the real trainer,
 evaluation against ground truth, and a generated clip of a held-out X character.
 
-Stages, one function each, in order: `build_benchmark` (SynthX into `synthx/`), `fit_demo_vae` (`vae/`),
+Stages, one function each, in order: `build_benchmark` (SynthX into `synthx/`), `load_demo_codec` (`vae/`),
 `precompute_cache` (`cache/`: the trainer never runs the encoders), `train_model` (`train/`, exported to
 `train/export/pipeline`), `evaluate_split` per test split (`eval/<split>/`), then `write_outputs` (`demo.mp4`,
 `preview.png`, `metrics.json`, `report.md`, always rewritten: they take seconds). With `ablation=True`,
@@ -62,8 +62,8 @@ class DemoConfig:
     train_clips: int = 200
     test_clips: int = 16
     seed: int = 0
-    vae_steps: int = 400
-    vae_clip_steps: int = 150
+    # a codec folder (holding vae/, as `animatex-pp demo --fit-codec OUT` writes); None: the package's
+    codec: str | None = None
     train_steps: int | None = None  # None: the recipe's trainer.max_steps
     num_inference_steps: int = 8
     # One thread per process: on a shared 2-core machine two threads made these small ops 6-13x slower.
@@ -71,7 +71,7 @@ class DemoConfig:
 
 
 # `--quick`: every stage runs, at sizes that only prove the wiring (tests).
-QUICK = DemoConfig(train_clips=16, test_clips=2, vae_steps=3, vae_clip_steps=1, train_steps=4, num_inference_steps=2)
+QUICK = DemoConfig(train_clips=16, test_clips=2, train_steps=4, num_inference_steps=2)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -136,22 +136,43 @@ def build_benchmark(out: Path, config: DemoConfig, progress: bool) -> tuple[str,
     return _stage(out, "synthx", out / "synthx", settings, work)
 
 
-def fit_demo_vae(out: Path, config: DemoConfig, synthx: str, progress: bool) -> tuple[str, dict[str, Any]]:
-    """Stage 2: the codec fitted on the SynthX training clips (`fit_codec`: the research fit's recipe, shortened to
-    the demo's `vae_steps + vae_clip_steps` steps), measured on held-out test_x clips; an interrupted fit resumes
-    from its checkpoint."""
-    from animatex_pp.demo.codec import VAE_CONFIG, Clips, CodecFitConfig, fit_codec
+def codec_source(config: DemoConfig) -> Path:
+    """The codec folder the demo uses, checked before any stage runs."""
+    from animatex_pp.demo.codec import WEIGHTS_FILE, shipped_codec
 
-    steps = config.vae_steps + config.vae_clip_steps
-    # A sixth of the research fit's 600 warm-start steps (encoder only, so cheap): the demo's fit stays near the
-    # length it had before the warm start.
-    fit = CodecFitConfig(steps=steps, warm_steps=min(100, steps), seed=config.seed)
-    settings = {"synthx": synthx, "fit": dataclasses.asdict(fit), "config": VAE_CONFIG}
+    if config.codec is None:
+        return shipped_codec()
+    source = Path(config.codec)
+    if not (source / "vae" / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"no codec in {source} (no vae/{WEIGHTS_FILE}): give the OUT of --fit-codec OUT")
+    return source
+
+
+def load_demo_codec(out: Path, source: Path, synthx: str) -> tuple[str, dict[str, Any]]:
+    """Stage 2: the codec folder `source` (`codec_source`) copied into `out/vae/vae`, where the training recipe's
+    `model.path` finds it, and measured on held-out test_x clips. It is a pretrained component, as Wan's VAE is:
+    `animatex-pp demo --fit-codec OUT` is the fit that made the shipped one (docs/results.md, "The codec")."""
+    import hashlib
+    import shutil
+
+    from diffusers import AutoencoderKLWan
+
+    from animatex_pp.demo.codec import FIT_FILE, WEIGHTS_FILE, Clips, held_out_numbers
+    from animatex_pp.io.files import atomic_directory
+
+    weights = source / "vae" / WEIGHTS_FILE
+    settings = {"synthx": synthx, "codec": hashlib.sha256(weights.read_bytes()).hexdigest()}
 
     def work(resume: bool) -> dict[str, Any]:
+        (out / "vae").mkdir(parents=True, exist_ok=True)
+        with atomic_directory(out / "vae" / "vae") as folder:
+            shutil.copytree(source / "vae", folder, dirs_exist_ok=True)
+        vae = AutoencoderKLWan.from_pretrained(out / "vae" / "vae").eval()
         held_out = Clips.load(out / "synthx" / "test_x.jsonl", limit=VAE_HELD_OUT)
-        return fit_codec(out / "synthx" / "train.jsonl", held_out, out / "vae", fit, resume=resume,
-                         progress=progress)  # fmt: skip
+        fit = source / FIT_FILE
+        recorded = json.loads(fit.read_text(encoding="utf-8")) if fit.is_file() else {}
+        return {**held_out_numbers(vae, held_out), "source": str(source), "held_out_clips": len(held_out),
+                "fit_steps": recorded.get("steps"), "fit_time_s": recorded.get("fit_time_s")}  # fmt: skip
 
     return _stage(out, "vae", out / "vae", settings, work)
 
@@ -487,12 +508,13 @@ def run_demo(
     import torch
 
     started = time.perf_counter()
+    codec = codec_source(config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads)
     results: dict[str, Any] = {}
     synthx, results["synthx"] = build_benchmark(out, config, progress)
-    vae, results["vae"] = fit_demo_vae(out, config, synthx, progress)
+    vae, results["vae"] = load_demo_codec(out, codec, synthx)
     cache, results["precompute"] = precompute_cache(out, config, vae, progress)
     model, results["train"] = train_model(out, config, cache)
     for split in EVAL_SPLITS:

@@ -10,14 +10,17 @@ import torch
 from diffusers import AutoencoderKLWan
 from safetensors.torch import load_file
 
+from animatex_pp.demo import codec as codec_module
 from animatex_pp.demo.codec import (
     FIT_FILE,
     VAE_CONFIG,
+    WEIGHTS_FILE,
     BlockPCA,
     Clips,
     CodecFitConfig,
     _warm_start,
     fit_codec,
+    shipped_codec,
     step_shape,
 )
 
@@ -194,3 +197,22 @@ def test_clips_refuse_bad_arrays_and_a_missing_metadata_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no metadata file"):
         fit_codec(tmp_path / "train.jsonl", clips, tmp_path / "out", TINY)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_shipped_codec_is_the_default_fit_and_loads_strictly():
+    folder = shipped_codec()
+    record = json.loads((folder / FIT_FILE).read_text())
+    # what `animatex-pp demo --fit-codec OUT` runs with no options: the record's settings are today's defaults
+    assert record["fit"] == dataclasses.asdict(CodecFitConfig()) and record["vae_config"] == VAE_CONFIG
+    assert record["done"] and record["steps"] == CodecFitConfig().steps and record["held_out_clips"] == 32
+    weights = load_file(folder / "vae" / WEIGHTS_FILE)
+    missing, unexpected = AutoencoderKLWan(**VAE_CONFIG).load_state_dict(weights, strict=False)
+    assert not missing and not unexpected
+    config = AutoencoderKLWan.load_config(folder / "vae")
+    assert len(config["latents_mean"]) == len(config["latents_std"]) == VAE_CONFIG["z_dim"]
+
+
+def test_a_damaged_install_names_the_missing_codec_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(codec_module, "SHIPPED_CODEC", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"the package's codec is incomplete .*--fit-codec OUT"):
+        shipped_codec()
