@@ -356,8 +356,12 @@ class Trainer:
 def batch_loader(dataset, sampler, num_workers: int, device: torch.device) -> DataLoader:
     """The loader of the sampler's batches. For a CUDA device its batches are in page-locked (pinned) memory, which
     the copy to the device reads without a staging copy, and asynchronously (`to_device`, `non_blocking`)."""
+    # Workers start from a fresh interpreter ("spawn"), not a fork of this process: a fork inherits whatever threads
+    # and native state the caller's process holds (a test run, a notebook, MediaPipe or DeepSpeed loaded); a forked
+    # worker segfaulted inside CI's test run. Every draw is keyed by step and sample, so the batches are the same.
+    context = "spawn" if num_workers > 0 else None
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,
-                      pin_memory=device.type == "cuda")  # fmt: skip
+                      pin_memory=device.type == "cuda", multiprocessing_context=context)  # fmt: skip
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
