@@ -19,7 +19,8 @@ examples:
   animatex-pp demo                          # into ./animatex-demo: 8 to 15 minutes on 2 CPU cores
   animatex-pp demo --out /tmp/demo          # a second run reuses every stage already built
   animatex-pp demo --quick --out /tmp/q     # every stage at toy sizes (a minute or two): checks the install
-  animatex-pp demo --ablation               # then the synthx_ablation sweep: four more runs, ~20 minutes
+  animatex-pp demo --ablation               # then the synthx_ablation sweep: four more runs, ~25 minutes
+  animatex-pp demo --from-scratch --out /tmp/s  # no base: the whole transformer from random weights
   animatex-pp demo --fit-codec /tmp/codec   # the research codec fit alone: hours; rerun it to resume
   animatex-pp demo --pretrain-base /tmp/base  # the SynthX base on the package's codec: hours; rerun to resume
 
@@ -31,9 +32,12 @@ codec, loadable by the pipeline), OUT/vae_fit.json (settings and held-out test_x
 --pretrain-base OUT builds the same SynthX into OUT/synthx unless it is there, copies the codec (the package's, or
 --codec DIR's vae/) into OUT/codec, precomputes OUT/cache and trains recipe=synthx_base into OUT/train
 (checkpoints every 500 steps; the same command continues from the last). The base pipeline is
-OUT/train/export/pipeline.
+OUT/train/export/pipeline, and OUT/base the same in the package's layout (what the package ships, see
+animatex_pp/demo/weights/base).
 
---codec DIR (a --fit-codec OUT) replaces the package's codec in the demo too.
+The demo trains Animate-X++'s adapters (recipe=synthx_animate) on the package's SynthX base and codec; --base DIR
+(a --pretrain-base OUT/base) and --codec DIR (a --fit-codec OUT) replace them; a base is refused with a codec it
+was not pretrained on.
 
 Writes DIR/demo.mp4 (reference | pose | output), DIR/preview.png, DIR/metrics.json and DIR/report.md.
 Exit codes: 0 done, 1 failed, 2 bad arguments.
@@ -86,13 +90,16 @@ def run_pretrain_base_command(args: argparse.Namespace) -> int:
 
 def run_demo_command(args: argparse.Namespace) -> int:
     demo_only = {"--quick": args.quick, "--ablation": args.ablation, "--steps": args.steps is not None,
-                 "--codec": args.codec is not None}  # fmt: skip
+                 "--codec": args.codec is not None, "--base": args.base is not None,
+                 "--from-scratch": args.from_scratch}  # fmt: skip
     codec_only = {
         "--codec-steps": args.codec_steps is not None,
         "--codec-warm-steps": args.codec_warm_steps is not None,
     }
     if args.pretrain_base is not None:
-        if any(codec_only.values()) or args.fit_codec is not None or args.quick or args.ablation:
+        if any(codec_only.values()) or args.fit_codec is not None or args.quick or args.ablation or (
+            args.base is not None or args.from_scratch
+        ):
             raise ValueError("--pretrain-base takes only --codec, --steps, --threads and --quiet")
         return run_pretrain_base_command(args)
     if args.fit_codec is not None:
@@ -107,7 +114,11 @@ def run_demo_command(args: argparse.Namespace) -> int:
 
     out = output_folder(args.out, "--out", "the demo")
     config = QUICK if args.quick else DemoConfig()
-    options = {"train_steps": args.steps, "codec": args.codec, "threads": args.threads}
+    if args.base is not None:
+        existing_dir(args.base, "a base folder (--base)", "model_index.json",
+                     "Give the OUT/base of `animatex-pp demo --pretrain-base OUT`.")  # fmt: skip
+    options = {"train_steps": args.steps, "codec": args.codec, "base": args.base, "threads": args.threads,
+               "from_scratch": args.from_scratch or None}  # fmt: skip
     changes = {field: value for field, value in options.items() if value is not None}
     metrics = run_demo(out, dataclasses.replace(config, **changes), progress=not args.quiet, ablation=args.ablation)
     print((out / "report.md").read_text(encoding="utf-8"))
@@ -147,5 +158,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--pretrain-base", metavar="OUT", help="instead of the demo, the SynthX base's pretraining")
     demo.add_argument(
         "--codec", metavar="DIR", help="a codec fit's folder, OUT of --fit-codec OUT (default: the package's codec)"
+    )
+    demo.add_argument(
+        "--base", metavar="DIR", help="a SynthX base, OUT/base of --pretrain-base OUT (default: the package's base)"
+    )
+    demo.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="train the whole transformer from random weights (recipe=synthx_tiny) instead of adapters on the base",
     )
     demo.set_defaults(handler=run_demo_command)

@@ -17,7 +17,6 @@ was made with (the metadata's content, the clip settings, the encoders) is its s
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -35,7 +34,7 @@ from animatex_pp.data.clips import ClipConfig, ClipDataset, SampleKey, collate, 
 from animatex_pp.data.encode import ENCODED_TENSORS, ConditionEncoder
 from animatex_pp.data.metadata import ClipRecord, read_metadata
 from animatex_pp.io.files import atomic_output
-from animatex_pp.io.stages import open_stage, read_marker
+from animatex_pp.io.stages import file_digest, open_stage, read_marker
 from animatex_pp.pose.augment import EPIAugment
 from animatex_pp.pose.sequence import PoseSequence
 
@@ -47,10 +46,6 @@ EPI_POOL_FILE = "epi_pool.safetensors"
 
 
 STAGE_FILE = "stage.json"
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -99,7 +94,7 @@ def cache_settings(metadata: Path, config: ClipConfig, encoder_name: str) -> dic
     """What a cache depends on: the metadata's content, the settings that cut clips, and the encoders."""
     settings = dataclasses.asdict(config)
     window = {name: settings[name] for name in ("num_frames", "max_stride", "buckets", "size_multiple", "seed")}
-    return {"format": CACHE_FORMAT, "metadata_sha256": _file_digest(metadata), "clips": window,
+    return {"format": CACHE_FORMAT, "metadata_sha256": file_digest(metadata), "clips": window,
             "encoder": encoder_name}  # fmt: skip
 
 

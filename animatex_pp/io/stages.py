@@ -35,6 +35,11 @@ def fingerprint(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(canonical(settings), sort_keys=True).encode()).hexdigest()[:16]
 
 
+def file_digest(path: str | Path) -> str:
+    """The hex SHA-256 of a file's bytes: how settings name an input file (metadata, weights) by content."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def differences(
     saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "", saved_as: str = "before"
 ) -> list[str]:

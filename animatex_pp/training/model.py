@@ -29,6 +29,7 @@ from peft import LoraConfig
 from animatex_pp.models.pose_streams import sinusoidal_position_table
 from animatex_pp.models.transformer import AnimateXTransformer3DModel
 from animatex_pp.models.weight_files import check_pipeline_folder
+from animatex_pp.pipelines.checks import torch_dtype
 from animatex_pp.pipelines.loading import REBUILD_HINT, load_pipeline
 from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
 from animatex_pp.training.schema import (
@@ -69,19 +70,24 @@ def build_pipeline(
 
             components["vae"] = AutoencoderKLWan.from_pretrained(model.path, subfolder="vae")
         return AnimateXPipeline(**components)
-    if model.transformer:
+    overrides = model.pretrained_overrides()
+    if not model.path:
         raise ValueError(
-            f"model.transformer overrides {sorted(model.transformer)} apply to a tiny model; a pretrained one keeps "
-            "its config"
+            "model.source=pretrained needs model.path=FOLDER: a pipeline folder (`animatex-pp convert`, a training "
+            "run's export/pipeline, or the SynthX base that `animatex-pp demo` writes in DIR/base/pipeline)"
         )
     # The VAE and the CLIPs stay in float32, as the pipeline runs them.
     dtype = WeightDtype(model.dtype).value
-    if zero3 is None:
-        return load_pipeline(model.path, dtype=dtype)
     check_pipeline_folder(model.path, "the pipeline folder", REBUILD_HINT)
     folder = Path(model.path) / "transformer"
+    if zero3 is None:
+        if not overrides:
+            return load_pipeline(model.path, dtype=dtype)
+        transformer = AnimateXTransformer3DModel.from_pretrained(folder, torch_dtype=torch_dtype(dtype), **overrides)
+        return load_pipeline(model.path, dtype=dtype, transformer=transformer)
     with _safetensors_reader(folder) as read:
-        transformer = partitioned_transformer(AnimateXTransformer3DModel.load_config(folder), read, zero3)
+        config = {**AnimateXTransformer3DModel.load_config(folder), **overrides}
+        transformer = partitioned_transformer(config, read, zero3)
     return load_pipeline(model.path, dtype=dtype, transformer=transformer)
 
 

@@ -51,10 +51,8 @@ def build_meta_transformer(model: ModelConfig) -> tuple[AnimateXTransformer3DMod
         with torch.device("meta"):
             transformer = AnimateXTransformer3DModel.from_preset("tiny", **overrides)
         return transformer, f"preset tiny {overrides or ''}".strip()
-    if overrides:
-        raise ValueError(
-            f"model.transformer overrides {sorted(overrides)} apply to a tiny model; a pretrained one keeps its config"
-        )
+    overrides = model.pretrained_overrides()
+    switched = f" {overrides}" if overrides else ""
     folder = Path(model.path) if model.path else None
     if folder is not None and folder.exists():
         config_file = folder / "transformer" / "config.json"
@@ -62,14 +60,14 @@ def build_meta_transformer(model: ModelConfig) -> tuple[AnimateXTransformer3DMod
             raise FileNotFoundError(f"model.path={folder} is not a pipeline folder: no {config_file}")
         with torch.device("meta"):
             transformer = AnimateXTransformer3DModel.from_config(
-                AnimateXTransformer3DModel.load_config(config_file.parent)
+                {**AnimateXTransformer3DModel.load_config(config_file.parent), **overrides}
             )
-        return transformer, str(config_file)
+        return transformer, f"{config_file}{switched}"
     if not model.preset:
         raise ValueError(f"no pipeline folder at model.path={folder}: give the folder's path, or model.preset=NAME")
     with torch.device("meta"):
-        transformer = AnimateXTransformer3DModel.from_preset(model.preset)
-    return transformer, f"preset {model.preset} (no pipeline folder at {folder})"
+        transformer = AnimateXTransformer3DModel.from_preset(model.preset, **overrides)
+    return transformer, f"preset {model.preset}{switched} (no pipeline folder at {folder})"
 
 
 def vae_factors(model: ModelConfig) -> VaeFactors:

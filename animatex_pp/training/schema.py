@@ -57,6 +57,10 @@ def _positive(section: str, owner: Any, *names: str) -> None:
             raise ValueError(f"{section}.{name} must be a positive integer, got {value}")
 
 
+# The transformer settings a pretrained model takes from model.transformer: which pose streams it has.
+STREAM_SWITCHES = ("use_pose_video", "use_reference_pose", "use_ipi")
+
+
 @dataclasses.dataclass
 class ModelConfig:
     source: ModelSource = ModelSource.tiny
@@ -65,10 +69,22 @@ class ModelConfig:
     # the architecture `mode=plan` builds when `path` does not exist yet (animatex_pp.models.presets)
     preset: Optional[str] = None
     init_seed: int = 0
-    # AnimateXTransformer3DModel preset overrides of a tiny model, e.g. its IPI window (= data.clips.num_frames)
+    # AnimateXTransformer3DModel preset overrides of a tiny model, e.g. its IPI window (= data.clips.num_frames); a
+    # pretrained model takes only its pose-stream switches (use_pose_video, use_reference_pose, use_ipi)
     transformer: Dict[str, Any] = dataclasses.field(default_factory=dict)
     dtype: WeightDtype = WeightDtype.fp32
     gradient_checkpointing: bool = False
+
+    def pretrained_overrides(self) -> Dict[str, Any]:
+        """`transformer` of a pretrained model, checked to hold only pose-stream switches (an ablation's streams:
+        `AnimateXTransformer3DModel.from_pretrained` builds those switched off not at all, missing ones fresh)."""
+        unsupported = sorted(set(self.transformer) - set(STREAM_SWITCHES))
+        if unsupported:
+            raise ValueError(
+                f"model.transformer overrides {unsupported} apply to a tiny model; a pretrained one keeps its config "
+                f"but for its pose-stream switches ({', '.join(STREAM_SWITCHES)})"
+            )
+        return dict(self.transformer)
 
 
 @dataclasses.dataclass

@@ -8,7 +8,19 @@ import pytest
 import torch
 
 from animatex_pp.cli import main
-from animatex_pp.demo.run import ABLATION_SPLITS, ABLATIONS, EVAL_SPLITS, RAW_SPLIT, REPORTED, STAGES, _stage
+from animatex_pp.demo.run import (
+    ABLATION_EVALS,
+    ABLATIONS,
+    BASE_PIPELINE,
+    EVAL_SPLITS,
+    RAW_SPLIT,
+    REPORTED,
+    STAGES,
+    DemoConfig,
+    _stage,
+    _training_overrides,
+)
+from animatex_pp.training.config import compose_config
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +66,8 @@ def test_a_failed_stage_is_not_marked_done(tmp_path):
 def test_quick_demo_end_to_end_with_the_ablation_then_a_second_run_reuses_every_stage(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--ablation", "--quiet", "--out", str(out)]) == 0
-    for name in ("demo.mp4", "preview.png", "metrics.json", "report.md", "train/export/pipeline/model_index.json"):
+    for name in ("demo.mp4", "preview.png", "metrics.json", "report.md", "train/export/pipeline/model_index.json",
+                 "base/pipeline/model_index.json"):  # fmt: skip
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["vae_psnr"] > 0 and metrics["wall_time_s"] > 0 and metrics["vae_character_psnr"] > 0
@@ -64,33 +77,53 @@ def test_quick_demo_end_to_end_with_the_ablation_then_a_second_run_reuses_every_
         assert set(metrics[split]) == set(REPORTED)
         assert metrics[split]["psnr"] > 0 and metrics[split]["copy_reference_psnr"] > 0
         assert metrics[split]["character_psnr"] > 0 and 0 <= metrics[split]["foreground_iou"] <= 1
+        assert metrics[split]["base_character_psnr"] > 0  # the base, the "before" of every split
+    assert metrics["base"]["steps"] > 0 and metrics["train"]["steps"] == 4
     report = (out / "report.md").read_text()
-    assert "| test_x_raw |" in report and "copy_reference_character_psnr + 3 dB" in report
+    assert "| test_x_raw | the base (before) |" in report and "copy_reference_character_psnr + 3 dB" in report
+    assert "no_ti2v's background_motion_accuracy" in report
     assert list(metrics["ablation"]) == list(ABLATIONS) and metrics["ablation_time_s"] > 0
     assert metrics["ablation"]["no_ti2v"]["loss_ti2v"] is None and metrics["ablation"]["full"]["loss_ti2v"] > 0
     for name in ABLATIONS:
         assert f"| {name} |" in report
-        assert metrics["ablation"][name]["test_x_psnr"] > 0 and metrics["ablation"][name]["test_x_no_pose_psnr"] > 0
+        point = metrics["ablation"][name]
+        assert point["test_x_psnr"] > 0 and 0 <= point["test_x_raw_foreground_iou"] <= 1
     summary = (out / "ablation" / "summary.md").read_text()
     assert all(f"ablation={name}" in summary for name in ABLATIONS) and "failed" not in summary
     capsys.readouterr()
 
     assert main(["demo", "--quick", "--ablation", "--quiet", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    stages = 4 + len(EVAL_SPLITS) + 1 + 1 + len(ABLATIONS) * len(ABLATION_SPLITS)
+    # synthx, vae, base, precompute, train; the splits and the raw one; the sweep and its evaluations
+    stages = 5 + len(EVAL_SPLITS) + 1 + 1 + len(ABLATIONS) * len(ABLATION_EVALS)
     assert printed.count("reused") == stages and "starting" not in printed
     again = json.loads((out / "metrics.json").read_text())
     assert again["this_run_s"] < again["wall_time_s"] and again["stage_times_s"] == metrics["stage_times_s"]
 
 
+def test_the_demo_trains_adapters_on_the_base_or_the_whole_model_from_scratch(tmp_path):
+    on_base = compose_config(_training_overrides(tmp_path, DemoConfig()))
+    assert on_base.model.source == "pretrained" and on_base.model.path == str(tmp_path / BASE_PIPELINE)
+    assert on_base.adapter.lora.rank == 16 and list(on_base.adapter.train_patterns) == []
+    scratch = compose_config(_training_overrides(tmp_path, DemoConfig(from_scratch=True)))
+    assert scratch.model.source == "tiny" and scratch.model.path == str(tmp_path / "vae")
+    assert list(scratch.adapter.train_patterns) == [".*"]
+    assert on_base.trainer.max_steps == scratch.trainer.max_steps and on_base.data == scratch.data
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [(["--steps", "0"], "argument --steps: must be a positive integer, got 0"), (["--out", "FILE"], "is a file"),
-     (["--out", "missing/demo"], "does not exist")],
+     (["--out", "missing/demo"], "does not exist"), (["--base", "missing"], "a base folder (--base) not found"),
+     (["--base", "FOLDER"], "no base in"), (["--base", "FOLDER", "--from-scratch"], "not both"),
+     (["--from-scratch", "--ablation"], "drop from_scratch"),
+     (["--pretrain-base", "FOLDER", "--from-scratch"], "--pretrain-base takes only")],
 )  # fmt: skip
 def test_bad_options_exit_2_before_any_stage(tmp_path, capsys, monkeypatch, arguments, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "FILE").write_text("")
+    (tmp_path / "FOLDER").mkdir()
+    (tmp_path / "FOLDER" / "model_index.json").write_text("{}")
     assert main(["demo", *arguments]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "animatex-demo").exists()

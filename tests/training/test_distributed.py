@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from animatex_pp.testing import tiny_pipeline
+from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
+from animatex_pp.testing import tiny_components, tiny_pipeline
 from animatex_pp.training import train
 from animatex_pp.training.config import compose_config
 from animatex_pp.training.distributed import close_world, deepspeed_config, init_world, launch_local
@@ -131,10 +132,11 @@ def test_a_sweep_writes_one_summary_table(clip_folder, tmp_path, launcher):
 
 
 def test_the_ablation_recipe_sweeps_its_own_points(clip_folder, tmp_path):
-    sweep = tmp_path / "sweep"
-    tiny_ipi = ["model.transformer.ipi_num_frames=9", "model.transformer.ipi_num_latent_frames=3"]
+    sweep, base = tmp_path / "sweep", tmp_path / "base"
+    # the recipe trains adapters on a pretrained base: a tiny pipeline folder, its IPI window the clips' 9 frames
+    AnimateXPipeline(**tiny_components(ipi_num_frames=9, ipi_num_latent_frames=3)).save_pretrained(base)
     one_step = ["trainer.max_steps=1", "data.batch_size=1", "data.num_workers=0", "trainer.export.enabled=false"]
-    overrides = tiny_overrides(clip_folder / "metadata.jsonl", tmp_path, *tiny_ipi, *one_step)
+    overrides = tiny_overrides(clip_folder / "metadata.jsonl", tmp_path, f"model.path={base}", *one_step)
     overrides = [item for item in overrides if not item.startswith(("run_dir=", "trainer.max_steps=4"))]
     command = [sys.executable, "-m", "animatex_pp.cli", "train", "-m", "recipe=synthx_ablation", *overrides,
                f"hydra.sweep.dir={sweep}"]  # fmt: skip
