@@ -97,9 +97,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
         "--codec-warm-steps": args.codec_warm_steps is not None,
     }
     if args.pretrain_base is not None:
-        if any(codec_only.values()) or args.fit_codec is not None or args.quick or args.ablation or (
-            args.base is not None or args.from_scratch
-        ):
+        others = (args.fit_codec is not None, args.quick, args.ablation, args.base is not None, args.from_scratch)
+        if any(codec_only.values()) or any(others):
             raise ValueError("--pretrain-base takes only --codec, --steps, --threads and --quiet")
         return run_pretrain_base_command(args)
     if args.fit_codec is not None:

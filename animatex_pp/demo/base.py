@@ -143,7 +143,8 @@ def package_base(pipeline: str | os.PathLike, codec: str | os.PathLike, target: 
         (folder / "transformer").mkdir()
         shutil.copy2(pipeline / "transformer" / "config.json", folder / "transformer" / "config.json")
         save_file(kept, folder / "transformer" / WEIGHTS_FILE, metadata={"format": "pt"})
-        fit = {**record, "codec_sha256": file_digest(Path(codec) / "vae" / WEIGHTS_FILE), "stored_dtype": SHIPPED_DTYPE,
+        fit = {**record, "codec_sha256": file_digest(Path(codec) / "vae" / WEIGHTS_FILE),
+               "stored_dtype": SHIPPED_DTYPE,
                "parameters": sum(tensor.numel() for tensor in kept.values())}  # fmt: skip
         (folder / BASE_FIT_FILE).write_text(json.dumps(fit, indent=1) + "\n", encoding="utf-8")
     return target

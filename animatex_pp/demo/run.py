@@ -42,6 +42,8 @@ EVAL_SPLITS = ("test_x", "test_x_dynamic", "test_human")
 # The stress test: test_x again, driven by the human driver's pose as it is, not retargeted (what EPI is for).
 RAW_SPLIT = "test_x"
 DEMO_SPLIT = "test_x_dynamic"  # demo.mp4: a held-out X character, animated with a background prompt
+PREVIEW_SPLITS = ("test_x", DEMO_SPLIT)  # preview.png: the first clip of each, with its baselines
+BASE_REPORTED = ("source", "steps", "final_loss", "wall_time_s")  # what metrics.json keeps of the base stage
 # What metrics.json keeps of each split's evaluation summary (docs/evaluation.md defines each): every metric of the
 # model and of each baseline, by its prefix (the base, pose streams off, copying the reference in pixels and through
 # the codec, the codec's reconstruction of the ground truth: the ceiling), and the driving pose's keypoint error.
@@ -352,12 +354,24 @@ def _ablation_table(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
     return table
 
 
+def _preview(out: Path) -> None:
+    """preview.png: the evaluation's sheets of the first clip of each PREVIEW_SPLITS split (the retargeted pose, the
+    output, the baselines, the codec's reconstruction of the ground truth and the ground truth)."""
+    from animatex_pp.eval.evaluate import clip_sheets
+    from animatex_pp.io.preview import stack_sheets
+
+    sheet = stack_sheets([clip_sheets(out / "eval" / split) for split in PREVIEW_SPLITS])
+    with atomic_output(out / "preview.png") as temporary:
+        sheet.save(temporary, format="PNG")
+    _say(f"wrote {out / 'preview.png'}")
+
+
 def _demo_clip(out: Path, config: DemoConfig) -> None:
-    """demo.mp4 (reference | pose | output) and preview.png: the exported pipeline on the first DEMO_SPLIT clip."""
+    """demo.mp4 (reference | pose | output): the exported pipeline on the first DEMO_SPLIT clip."""
     import torch
 
     from animatex_pp.io.image import read_image
-    from animatex_pp.io.preview import write_contact_sheet, write_preview_video
+    from animatex_pp.io.preview import write_preview_video
     from animatex_pp.io.video import read_video
     from animatex_pp.pipelines.conditioning import official_strokes
     from animatex_pp.pipelines.loading import load_pipeline
@@ -381,11 +395,8 @@ def _demo_clip(out: Path, config: DemoConfig) -> None:
                   generator=torch.Generator().manual_seed(config.seed), output_type="np").frames[0]  # fmt: skip
     video = unit_to_uint8(frames)
     skeleton = render(pose, config.size, config.size, **official_strokes(pose, config.size, config.size))
-    reference_skeleton = render(reference_pose, config.size, config.size,
-                                **official_strokes(reference_pose, config.size, config.size))[0]  # fmt: skip
     write_preview_video(out / "demo.mp4", image, skeleton, video, row["fps"])
-    write_contact_sheet(out / "preview.png", image, skeleton, video, reference_pose=reference_skeleton)
-    _say(f"wrote {out / 'demo.mp4'} and {out / 'preview.png'}: {row['caption']!r}")
+    _say(f"wrote {out / 'demo.mp4'}: {row['caption']!r}")
 
 
 def _goals(metrics: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
@@ -421,9 +432,10 @@ def _goals(metrics: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
     ]  # fmt: skip
     ablation = metrics.get("ablation")
     if ablation:
-        full, no_ti2v = ablation["full"]["background_motion_accuracy"], ablation["no_ti2v"]["background_motion_accuracy"]
+        full, no_ti2v = (ablation[name]["background_motion_accuracy"] for name in ("full", "no_ti2v"))
         drop = None if full is None or no_ti2v is None else full - no_ti2v
-        goals.append(("ablation: no_ti2v's background_motion_accuracy >= 0.3 below full's", met(drop, lambda v: v >= 0.3),
+        goals.append(("ablation: no_ti2v's background_motion_accuracy >= 0.3 below full's",
+                      met(drop, lambda v: v >= 0.3),
                       f"{_percent(full)} full vs {_percent(no_ti2v)} no_ti2v"))  # fmt: skip
         goals.append(("ablation, raw driving: EPI's and no-EPI's test_x foreground_iou, reported", None,
                       f"{_cell(ablation['full']['test_x_raw_foreground_iou'])} with EPI vs "
@@ -465,9 +477,11 @@ def _ablation_report(table: dict[str, dict[str, Any]], time_s: float) -> list[st
 def _base_line(base: dict[str, Any] | None) -> str:
     if base is None:
         return "No base: the transformer was trained from random weights."
-    made = "" if base["steps"] is None else (
-        f", pretrained for {base['steps']} steps in {base['wall_time_s'] / 60:.0f} min (loss {base['final_loss']:.3f})")
-    return f"The base (`{base['source']}`{made}) is the \"before\" row of every split."
+    made = ""
+    if base["steps"] is not None:
+        minutes = base["wall_time_s"] / 60
+        made = f", pretrained for {base['steps']} steps in {minutes:.0f} min (loss {base['final_loss']:.3f})"
+    return f"The base (`{base['source']}`{made}) is the 'before' row of every split."
 
 
 def _report(metrics: dict[str, Any]) -> str:
@@ -509,12 +523,17 @@ def _report(metrics: dict[str, Any]) -> str:
     ]
     for goal, met, measured in _goals(metrics):
         lines.append(f"| {goal} | {'n/a' if met is None else 'yes' if met else 'no'} | {measured} |")
-    start = "from random weights (recipe=synthx_tiny)" if metrics["config"]["from_scratch"] else (
-        "on the base (recipe=synthx_animate: LoRA + pose streams)")
+    if metrics["config"]["from_scratch"]:
+        start = "from random weights (recipe=synthx_tiny)"
+    else:
+        start = "on the base (recipe=synthx_animate: LoRA + pose streams)"
     lines += [
         "",
         f"Training {start}: {metrics['train']['steps']} steps, loss {metrics['train']['first_loss']:.4f} -> "
         f"{metrics['train']['final_loss']:.4f}. demo.mp4: reference | pose | output on {DEMO_SPLIT}/00000.",
+        "",
+        f"![the first clip of {' and of '.join(PREVIEW_SPLITS)}: the retargeted pose, the output, the baselines, the "
+        "codec's reconstruction and the ground truth](preview.png)",
     ]
     if "ablation" in metrics:
         lines += _ablation_report(metrics["ablation"], metrics["ablation_time_s"])
@@ -526,6 +545,7 @@ def write_outputs(
 ) -> dict[str, Any]:
     """The last stage: demo.mp4, preview.png, metrics.json and report.md (with `run_ablation`'s results, if any)."""
     _demo_clip(out, config)
+    _preview(out)
     metrics = {
         "vae_psnr": results["vae"]["psnr"],
         # the codec's reconstruction of test_x, scored on the character's pixels by the evaluation's ceiling row
@@ -538,8 +558,7 @@ def write_outputs(
         "synthx": {split: results["synthx"][split] for split in ("train", *EVAL_SPLITS)},
         "train": {name: results["train"][name] for name in ("steps", "first_loss", "final_loss", "wall_time_s")},
         # the base trained on (None from scratch): its folder and its pretraining's steps, loss and time
-        "base": {name: results["base"][name] for name in ("source", "steps", "final_loss", "wall_time_s")}
-        if "base" in results else None,
+        "base": {name: results["base"][name] for name in BASE_REPORTED} if "base" in results else None,
         "config": dataclasses.asdict(config),
         "stage_times_s": {name: result["stage_time_s"] for name, result in results.items()},
     }

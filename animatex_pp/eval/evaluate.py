@@ -38,10 +38,12 @@ from animatex_pp.pipelines.checks import check_device, existing_dir, existing_fi
 from animatex_pp.pipelines.placement import default_dtype
 
 if TYPE_CHECKING:
+    import PIL.Image
+
     from animatex_pp.pipelines.geometry import PipelineGeometry
     from animatex_pp.pipelines.pipeline_animatex import AnimateXPipeline
 
-__all__ = ["RESULT_FORMAT", "RUNS", "evaluate"]
+__all__ = ["RESULT_FORMAT", "RUNS", "clip_sheets", "evaluate"]
 
 RESULT_FORMAT = "animatex_pp.eval/2"
 STAGE_FILE = "stage.json"
@@ -235,6 +237,20 @@ def _start(out: Path, settings: dict, clips: list[EvalClip]) -> tuple[Stage, set
         else:
             remaining.add(clip.id)
     return stage, remaining
+
+
+def clip_sheets(out: str | Path, count: int = 1) -> PIL.Image.Image:
+    """The contact-sheet blocks of the first `count` clips of the finished evaluation in `out` (pose, output,
+    baselines, the codec's reconstruction and the ground truth of each), as its contact_sheet.png draws them."""
+    from animatex_pp.pipelines.loading import read_pipeline_geometry
+
+    out = Path(out)
+    marker = read_marker(out / STAGE_FILE)
+    if marker is None or not marker.get("done"):
+        raise FileNotFoundError(f"no finished evaluation in {out} (no done {STAGE_FILE}): run `animatex-pp eval`")
+    settings = marker["settings"]
+    clips = plan_clips(Path(settings["metadata"]), read_pipeline_geometry(settings["model"]["path"]), count)
+    return contact_sheet(out, clips, {clip.id: _result(out, clip) for clip in clips}, settings["driving"])
 
 
 def _finish(stage: Stage, out: Path, metadata: Path, clips: list[EvalClip], settings: dict, limit: int | None) -> dict:

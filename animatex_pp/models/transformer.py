@@ -15,7 +15,9 @@ output equals the base Wan model's output exactly.
 
 from __future__ import annotations
 
+import logging as pylogging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -140,6 +142,23 @@ TransformerBlockRegistry.register(
     AnimateXTransformerBlock,
     TransformerBlockMetadata(return_hidden_states_index=0, return_encoder_hidden_states_index=None),
 )
+
+
+class _FreshStreamsNotice(pylogging.Filter):
+    """Drops diffusers' "Some weights of ... are newly initialized: [...]" warning when every weight it names is a
+    pose stream's: `from_pretrained` initialises those itself and logs one line that says so. A warning naming any
+    other weight (a damaged or foreign checkpoint) goes through."""
+
+    def __init__(self, stream_prefixes: tuple[str, ...]):
+        super().__init__()
+        self.stream_prefixes = stream_prefixes
+
+    def filter(self, record: pylogging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "are newly initialized:" not in message:
+            return True
+        names = re.findall(r"'([^']+)'", message.split("are newly initialized:", 1)[1].split("\n", 1)[0])
+        return not names or not all(name.startswith(self.stream_prefixes) for name in names)
 
 
 class AnimateXTransformer3DModel(WanTransformer3DModel):
@@ -364,7 +383,13 @@ class AnimateXTransformer3DModel(WanTransformer3DModel):
         checkpoint lacks are created on the base weights' device and dtype and initialised (zero outputs), so the
         model starts as the Wan model it was loaded from.
         """
-        model = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        notice = _FreshStreamsNotice(tuple(f"{name}." for name in cls.stream_names))
+        loading_logger = logging.get_logger("diffusers.models.modeling_utils")
+        loading_logger.addFilter(notice)
+        try:
+            model = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        finally:
+            loading_logger.removeFilter(notice)
         base_parameter = model.patch_embedding.weight
         fresh = [name for name, stream in model.streams().items() if any(p.is_meta for p in stream.parameters())]
         if fresh:

@@ -4,6 +4,7 @@ stage, and bad options."""
 
 import json
 
+import PIL.Image
 import pytest
 import torch
 
@@ -13,6 +14,7 @@ from animatex_pp.demo.run import (
     ABLATIONS,
     BASE_PIPELINE,
     EVAL_SPLITS,
+    PREVIEW_SPLITS,
     RAW_SPLIT,
     REPORTED,
     STAGES,
@@ -20,6 +22,7 @@ from animatex_pp.demo.run import (
     _stage,
     _training_overrides,
 )
+from animatex_pp.eval.evaluate import clip_sheets
 from animatex_pp.training.config import compose_config
 
 
@@ -81,7 +84,9 @@ def test_quick_demo_end_to_end_with_the_ablation_then_a_second_run_reuses_every_
     assert metrics["base"]["steps"] > 0 and metrics["train"]["steps"] == 4
     report = (out / "report.md").read_text()
     assert "| test_x_raw | the base (before) |" in report and "copy_reference_character_psnr + 3 dB" in report
-    assert "no_ti2v's background_motion_accuracy" in report
+    assert "no_ti2v's background_motion_accuracy" in report and "](preview.png)" in report
+    with PIL.Image.open(out / "preview.png") as preview:  # each preview split's first clip, with its baselines
+        assert preview.height == sum(clip_sheets(out / "eval" / split).height for split in PREVIEW_SPLITS)
     assert list(metrics["ablation"]) == list(ABLATIONS) and metrics["ablation_time_s"] > 0
     assert metrics["ablation"]["no_ti2v"]["loss_ti2v"] is None and metrics["ablation"]["full"]["loss_ti2v"] > 0
     for name in ABLATIONS:

@@ -15,7 +15,7 @@ import torch
 
 from animatex_pp.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from animatex_pp.eval.character import character_psnr, foreground_iou, spurious_share
-from animatex_pp.eval.evaluate import _pipeline_identity, evaluate
+from animatex_pp.eval.evaluate import _pipeline_identity, clip_sheets, evaluate
 from animatex_pp.eval.metrics import psnr
 from animatex_pp.io.video import read_video, write_video
 from animatex_pp.pipelines.loading import load_pipeline
@@ -132,6 +132,10 @@ def test_eval_writes_metrics_table_sheet_and_videos(evaluated):
         # VAE of truth and ground truth; the ti2v clip's output, VAE of truth and ground truth; each block has a
         # title and a column-label strip.
         assert sheet.size == (SHEET_ROW_LABELS + 4 * CELL, 2 * 2 * 14 + (5 + 3) * CELL)
+        # clip_sheets redraws the first clips' blocks from the saved results: the sheet's top block
+        first = clip_sheets(out, count=1)
+        assert first.size == (sheet.width, 2 * 14 + 5 * CELL)
+        assert np.array_equal(np.asarray(first), np.asarray(sheet)[: first.height])
 
 
 def test_copy_reference_baseline_matches_an_independent_computation(evaluated, metadata):
@@ -359,3 +363,8 @@ def test_an_in_memory_pipeline_is_known_by_its_parameters():
     with torch.no_grad():
         other.transformer.proj_out.bias.add_(1e-3)  # a training step's worth of change
     assert _pipeline_identity(same) != _pipeline_identity(other)
+
+
+def test_clip_sheets_refuse_a_folder_without_a_finished_evaluation(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no finished evaluation in"):
+        clip_sheets(tmp_path)

@@ -1,10 +1,12 @@
 """AnimateXTransformer3DModel: exact Wan parity at initialisation, stream isolation, gradients, presets, I/O."""
 
 import dataclasses
+import logging
 
 import pytest
 import torch
 from diffusers import FirstBlockCacheConfig, WanTransformer3DModel
+from safetensors.torch import save_file
 
 from animatex_pp import AnimateXTransformer3DModel
 from animatex_pp.models.presets import split_preset
@@ -300,3 +302,35 @@ def test_configured_attention_backend_is_applied_on_first_forward(wan_and_model)
     native_output = run(model, inputs)
     assert model.blocks[0].attn1.processor._attention_backend.value == "native"
     torch.testing.assert_close(math_output, native_output, rtol=1e-4, atol=1e-5)
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_diffusers_missing_weights_warning_is_dropped_only_when_every_missing_weight_is_a_streams_own(tmp_path):
+    torch.manual_seed(0)
+    base_config, stream_config = split_preset("tiny")
+    model = AnimateXTransformer3DModel(**base_config, **stream_config)
+    state = model.state_dict()
+    streams = tuple(f"{name}." for name in model.stream_names)
+    records, loading_logger = _Records(), logging.getLogger("diffusers.models.modeling_utils")
+    loading_logger.addHandler(records)
+    try:
+        for folder, dropped in (("base", ()), ("damaged", ("proj_out.bias",))):
+            model.save_pretrained(tmp_path / folder)
+            kept = {name: tensor for name, tensor in state.items() if not name.startswith(streams)
+                    and name not in dropped}  # fmt: skip
+            save_file(kept, tmp_path / folder / "diffusion_pytorch_model.safetensors")
+            records.messages.clear()
+            AnimateXTransformer3DModel.from_pretrained(tmp_path / folder)
+            warned = [message for message in records.messages if "newly initialized" in message]
+            assert bool(warned) == bool(dropped), (folder, records.messages)
+    finally:
+        loading_logger.removeHandler(records)
+    assert "proj_out.bias" in warned[0] and "pose_video_encoder" in warned[0]  # the whole list, streams included
