@@ -32,14 +32,15 @@ codec, loadable by the pipeline), OUT/vae_fit.json (settings and held-out test_x
 --pretrain-base OUT builds the same SynthX into OUT/synthx unless it is there, copies the codec (the package's, or
 --codec DIR's vae/) into OUT/codec, precomputes OUT/cache and trains recipe=synthx_base into OUT/train
 (checkpoints every 500 steps; the same command continues from the last). The base pipeline is
-OUT/train/export/pipeline, and OUT/base the same in the package's layout (what the package ships, see
+OUT/train/export/pipeline, and OUT/base the same in the package's layout (the layout of the base the package ships,
 animatex_pp/demo/weights/base).
 
 The demo trains Animate-X++'s adapters (recipe=synthx_animate) on the package's SynthX base and codec; --base DIR
 (a --pretrain-base OUT/base) and --codec DIR (a --fit-codec OUT) replace them; a base is refused with a codec it
 was not pretrained on.
 
-Writes DIR/demo.mp4 (reference | pose | output), DIR/preview.png, DIR/metrics.json and DIR/report.md.
+Writes DIR/demo.mp4 (reference | pose | output), DIR/preview.png (the first test_x and test_x_dynamic clips with
+their baselines and ground truth), DIR/metrics.json and DIR/report.md.
 Exit codes: 0 done, 1 failed, 2 bad arguments.
 """
 
@@ -138,7 +139,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--steps",
         type=positive_int,
-        help="training steps (default: the recipe's, synthx_tiny; synthx_base with --pretrain-base)",
+        help="training steps (default: the recipe's: synthx_animate; synthx_tiny with --from-scratch, synthx_base "
+        "with --pretrain-base)",
     )
     demo.add_argument(
         "--ablation",

@@ -1,5 +1,6 @@
 """The SynthX base's pretraining (`animatex_pp.demo.base`): every clip as image + caption -> video, trained by the
-real trainer from the precompute cache, exported as a pipeline, and continued by the same call."""
+real trainer from the precompute cache, exported as a pipeline and in the package's layout, and continued by the
+same call."""
 
 import json
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKLWan
 
-from animatex_pp.demo.base import I2V_METADATA, pretrain_base
+from animatex_pp.demo.base import BASE_FIT_FILE, I2V_METADATA, base_pipeline, pretrain_base
 from animatex_pp.demo.codec import VAE_CONFIG
 from animatex_pp.pipelines.loading import load_pipeline
 from animatex_pp.synthx.build import BuildConfig
@@ -39,6 +40,11 @@ def test_the_base_trains_on_every_clip_as_ti2v_exports_and_continues(codec, tmp_
     trained_vae = pipe.vae.state_dict()
     for name, value in AutoencoderKLWan.from_pretrained(codec / "vae").state_dict().items():
         assert torch.equal(trained_vae[name], value), name  # the codec is frozen: the base is trained on its latents
+
+    # the package's layout of it, as weights/base ships: no VAE, its codec recorded, loadable with that codec
+    fit = json.loads((out / "base" / BASE_FIT_FILE).read_text())
+    assert fit["steps"] == 3 and fit["recipe"] == "synthx_base" and not (out / "base" / "vae").exists()
+    assert load_pipeline(base_pipeline(out / "base", codec, tmp_path / "assembled")).transformer is not None
 
     again = pretrain_base(out, codec, steps=3, build_config=TINY_BUILD, progress=False)
     assert again["export"] == metrics["export"]

@@ -61,6 +61,11 @@ def build_wheel(tmp_path: Path) -> Path:
     names = zipfile.ZipFile(wheel).namelist()
     assert {"animatex_pp/recipes/synthx_tiny.yaml", "animatex_pp/conf/train.yaml"} <= set(names)
     assert "animatex_pp/conf/deepspeed/zero3.yaml" in names and not any(name.startswith("conf/") for name in names)
+    # the demo's pretrained components, every file of them (animatex-pp demo downloads nothing)
+    shipped = {path.relative_to(REPO).as_posix() for path in (REPO / "animatex_pp" / "demo" / "weights").rglob("*")
+               if path.is_file()}  # fmt: skip
+    assert "animatex_pp/demo/weights/base/transformer/diffusion_pytorch_model.safetensors" in shipped
+    assert shipped <= set(names), sorted(shipped - set(names))
     target = tmp_path / "installed"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)  # fmt: skip
