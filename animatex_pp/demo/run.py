@@ -5,10 +5,10 @@ Stages, one function each, in order: `build_benchmark` (SynthX into `synthx/`), 
 `load_demo_base` (`base/pipeline`: the SynthX base with the codec), `precompute_cache` (`cache/`: the trainer never
 runs the encoders), `train_model` (`train/`: Animate-X++'s adapters on the base, exported to
 `train/export/pipeline`), `evaluate_split` per test split (`eval/<split>/`, the base as the "before"), then
-`write_outputs` (`demo.mp4`,
-`preview.png`, `metrics.json`, `report.md`, always rewritten: they take seconds). With `ablation=True`,
-`run_ablation` comes before the outputs: it trains the `synthx_ablation` sweep on the same data, base and cache
-(`ablation/<job>/`) and evaluates each point (`eval_ablation/<point>/<split>/`); the report then has its table.
+`write_outputs` (`demo.mp4`, `preview.png`, `metrics.json`, `report.md`, always rewritten: they take seconds).
+With `ablation=True`, `run_ablation` comes before the outputs: it trains the `synthx_ablation` sweep on the same
+data, base and cache (`ablation/<job>/`) and evaluates each point (`eval_ablation/<point>/<name>/`); the report
+then has its table.
 With `from_scratch=True` the transformer is trained in full from random weights instead (`recipe=synthx_tiny`):
 the comparison that shows what the base is for.
 

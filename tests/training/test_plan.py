@@ -134,6 +134,16 @@ def test_a_pipeline_folder_is_planned_from_its_transformer_config(tmp_path):
         train(compose_config([PAPER, "mode=plan", f"model.path={tmp_path / 'not_a_pipeline'}", f"run_dir={tmp_path}"]))
 
 
+def test_a_pretrained_model_takes_only_its_stream_switches_from_model_transformer(tmp_path):
+    with torch.device("meta"):
+        AnimateXTransformer3DModel.from_preset("tiny").save_config(tmp_path / "pipe" / "transformer")
+    common = [PAPER, "mode=plan", f"model.path={tmp_path / 'pipe'}", f"run_dir={tmp_path}"]
+    result = train(compose_config([*common, "+model.transformer.use_ipi=false"]))
+    assert result["model"].endswith("{'use_ipi': False}") and "implicit_pose_indicator" not in result["architecture"]
+    with pytest.raises(ValueError, match=r"\['num_layers'\] apply to a tiny model.*use_ipi"):
+        train(compose_config([*common, "+model.transformer.num_layers=2"]))
+
+
 def test_the_plan_command_writes_plan_json(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["train", PAPER, "mode=plan", f"hydra.run.dir={tmp_path / 'run'}"]) == 0

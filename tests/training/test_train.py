@@ -247,3 +247,19 @@ def test_the_ema_is_exported_checkpointed_and_resumed(clip_folder, tmp_path):
         assert torch.equal(resumed[name], tensor), name
     with pytest.raises(ValueError, match="trainer.ema needs whole parameters"):
         train(compose_config(tiny_overrides(metadata, tmp_path / "z3", "deepspeed=zero3", *ema)))
+
+
+def test_a_pretrained_model_builds_with_its_stream_switches_and_needs_a_path(tmp_path):
+    from animatex_pp.testing import tiny_pipeline
+    from animatex_pp.training.model import build_pipeline
+    from animatex_pp.training.schema import ModelConfig
+
+    tiny_pipeline().save_pretrained(tmp_path / "base")
+    whole = build_pipeline(ModelConfig(source="pretrained", path=str(tmp_path / "base")))
+    without_ipi = build_pipeline(ModelConfig(source="pretrained", path=str(tmp_path / "base"),
+                                             transformer={"use_ipi": False}))  # fmt: skip
+    assert whole.transformer.implicit_pose_indicator is not None
+    assert without_ipi.transformer.implicit_pose_indicator is None
+    assert without_ipi.transformer.pose_video_encoder is not None
+    with pytest.raises(ValueError, match="needs model.path=FOLDER"):
+        build_pipeline(ModelConfig(source="pretrained"))
