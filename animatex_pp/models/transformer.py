@@ -147,7 +147,8 @@ TransformerBlockRegistry.register(
 class _FreshStreamsNotice(pylogging.Filter):
     """Drops diffusers' "Some weights of ... are newly initialized: [...]" warning when every weight it names is a
     pose stream's: `from_pretrained` initialises those itself and logs one line that says so. A warning naming any
-    other weight (a damaged or foreign checkpoint) goes through."""
+    other weight (a damaged or foreign checkpoint) goes through. Written by hand: diffusers can ignore unexpected
+    weights (`_keys_to_ignore_on_load_unexpected`) but has no switch for weights that are expected to be missing."""
 
     def __init__(self, stream_prefixes: tuple[str, ...]):
         super().__init__()
