@@ -214,7 +214,7 @@ def load_demo_base(out: Path, source: Path, vae: str) -> tuple[str, dict[str, An
         base_pipeline(source, out / "vae", out / BASE_PIPELINE)
         fit = source / BASE_FIT_FILE
         recorded = json.loads(fit.read_text(encoding="utf-8")) if fit.is_file() else {}
-        return {"source": str(source), **{name: recorded.get(name) for name in ("steps", "final_loss", "wall_time_s")}}
+        return {**{name: recorded.get(name) for name in BASE_REPORTED}, "source": str(source)}
 
     return _stage(out, "base", out / "base", settings, work)
 
